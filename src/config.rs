@@ -1,0 +1,198 @@
+//! The TOML configuration: one file, `deny_unknown_fields`, documented defaults.
+//! Every CLI flag maps to a key here; flags override the file.
+//!
+//! ```toml
+//! [models]
+//! dir = "models/store"            # where `models fetch` installs (env CALLPULSE_MODELS_DIR)
+//! asr = "tiny.en"                 # or "base"
+//! whisper_model = "/path/ggml-small.bin"   # optional: your own ggml file (env CALLPULSE_WHISPER_MODEL)
+//! onnxruntime_lib = "/path/libonnxruntime.so"  # optional (env CALLPULSE_ORT_LIB)
+//!
+//! [roles]
+//! channel0 = "agent"
+//! channel1 = "customer"
+//! mono = "unknown"
+//!
+//! [asr]
+//! threads = 0            # 0 = all cores
+//! beam_size = 0          # greedy
+//! adaptive_audio_ctx = true
+//! language = "en"
+//! no_speech_threshold = 0.6
+//!
+//! [segment]
+//! threshold = 0.5
+//! neg_threshold = 0.35
+//! min_speech_ms = 250
+//! min_silence_ms = 600
+//! pad_ms = 200
+//! max_turn_s = 20.0
+//! ```
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::asr::AsrConfig;
+use crate::event::Role;
+use crate::segment::SegmentConfig;
+
+/// Configuration errors.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// File unreadable.
+    #[error("cannot read config '{path}': {source}")]
+    Read {
+        /// Path.
+        path: PathBuf,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// TOML syntax or an unknown key.
+    #[error("invalid config '{path}': {reason}")]
+    Parse {
+        /// Path.
+        path: PathBuf,
+        /// Cause.
+        reason: String,
+    },
+    /// A value out of range.
+    #[error("invalid config value: {0}")]
+    Invalid(String),
+}
+
+/// Which Whisper model `models fetch` provides and `score` uses by default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum AsrModel {
+    /// Whisper tiny.en: the real-time model on CPUs.
+    #[default]
+    #[serde(rename = "tiny.en")]
+    TinyEn,
+    /// Whisper base (multilingual): slower, for offline accuracy.
+    #[serde(rename = "base")]
+    Base,
+}
+
+/// `[models]`: where models live.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct ModelsConfig {
+    /// Install directory (default: `models/store` in the source tree, or
+    /// `$CALLPULSE_MODELS_DIR`).
+    pub dir: Option<PathBuf>,
+    /// Which provisioned Whisper model to use.
+    pub asr: AsrModel,
+    /// Use this ggml model file instead (e.g. a small or medium model).
+    pub whisper_model: Option<PathBuf>,
+    /// Use this ONNX Runtime library instead of the provisioned one.
+    pub onnxruntime_lib: Option<PathBuf>,
+}
+
+/// `[roles]`: which party each channel carries.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RolesConfig {
+    /// Role of channel 0 in a two-channel file.
+    pub channel0: Role,
+    /// Role of channel 1 in a two-channel file.
+    pub channel1: Role,
+    /// Role of the single leg of a mono file.
+    pub mono: Role,
+}
+
+impl Default for RolesConfig {
+    fn default() -> Self {
+        RolesConfig {
+            channel0: Role::Agent,
+            channel1: Role::Customer,
+            mono: Role::Unknown,
+        }
+    }
+}
+
+impl RolesConfig {
+    /// Role of leg `leg` in a file with `channels` channels.
+    pub fn role(&self, leg: usize, channels: usize) -> Role {
+        match (channels, leg) {
+            (1, _) => self.mono,
+            (_, 0) => self.channel0,
+            _ => self.channel1,
+        }
+    }
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Model locations.
+    pub models: ModelsConfig,
+    /// Channel roles.
+    pub roles: RolesConfig,
+    /// Recogniser.
+    pub asr: AsrConfig,
+    /// Turn segmentation.
+    pub segment: SegmentConfig,
+}
+
+impl Config {
+    /// Load a TOML file and validate it.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let cfg: Config = toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Check every section.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.asr.validate().map_err(ConfigError::Invalid)?;
+        self.segment.validate().map_err(ConfigError::Invalid)?;
+        Ok(())
+    }
+
+    /// The model directory: config, then `$CALLPULSE_MODELS_DIR`, then
+    /// `models/store` in the source tree this binary was built from.
+    pub fn models_dir(&self) -> PathBuf {
+        if let Some(d) = &self.models.dir {
+            return d.clone();
+        }
+        if let Some(d) = std::env::var_os("CALLPULSE_MODELS_DIR") {
+            return PathBuf::from(d);
+        }
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("models")
+            .join("store")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        std::fs::write(&p, "[asr]\nbeam = 3\n").unwrap();
+        let e = Config::load(&p).unwrap_err().to_string();
+        assert!(e.contains("beam"), "{e}");
+        std::fs::write(&p, "[segment]\nthreshold = 2.0\n").unwrap();
+        let e = Config::load(&p).unwrap_err().to_string();
+        assert!(e.contains("segment.threshold"), "{e}");
+        std::fs::write(
+            &p,
+            "[roles]\nchannel0 = \"customer\"\nchannel1 = \"agent\"\n[models]\nasr = \"base\"\n",
+        )
+        .unwrap();
+        let c = Config::load(&p).unwrap();
+        assert_eq!(c.roles.role(0, 2), Role::Customer);
+        assert_eq!(c.models.asr, AsrModel::Base);
+    }
+}

