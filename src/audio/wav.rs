@@ -150,6 +150,32 @@ fn hound_to_error(path: &Path, e: hound::Error) -> WavError {
     }
 }
 
+/// The `fmt ` chunk's format tag, if the file is RIFF/WAVE and has one in its
+/// first 64 KiB.
+fn sniff_format_tag(path: &Path) -> Option<u16> {
+    use std::io::Read;
+    let mut head = Vec::with_capacity(1 << 16);
+    File::open(path)
+        .ok()?
+        .take(1 << 16)
+        .read_to_end(&mut head)
+        .ok()?;
+    if head.get(0..4)? != b"RIFF" || head.get(8..12)? != b"WAVE" {
+        return None;
+    }
+    let mut pos = 12usize;
+    while pos + 8 <= head.len() {
+        let id = &head[pos..pos + 4];
+        let len = u32::from_le_bytes(head[pos + 4..pos + 8].try_into().ok()?) as usize;
+        if id == b"fmt " {
+            let tag = head.get(pos + 8..pos + 10)?;
+            return Some(u16::from_le_bytes([tag[0], tag[1]]));
+        }
+        pos = pos.checked_add(8 + len + (len & 1))?;
+    }
+    None
+}
+
 impl WavSource {
     /// Open and validate a WAV file.
     pub fn open(path: &Path) -> Result<Self, WavError> {
@@ -162,6 +188,23 @@ impl WavSource {
             return Err(WavError::Empty {
                 path: path.to_path_buf(),
             });
+        }
+        if let Some(tag) = sniff_format_tag(path) {
+            if !matches!(tag, 1 | 3 | 0xFFFE) {
+                let name = match tag {
+                    2 => "Microsoft ADPCM",
+                    6 => "G.711 A-law",
+                    7 => "G.711 mu-law",
+                    0x11 => "IMA ADPCM",
+                    0x31 => "GSM 6.10",
+                    0x55 => "MP3",
+                    _ => "unknown codec",
+                };
+                return Err(WavError::UnsupportedEncoding {
+                    path: path.to_path_buf(),
+                    detail: format!("format tag {tag:#06x}, {name}"),
+                });
+            }
         }
         let reader = hound::WavReader::new(BufReader::with_capacity(1 << 16, file))
             .map_err(|e| hound_to_error(path, e))?;
@@ -291,14 +334,21 @@ impl WavSource {
         }
         self.frames_read += frames as u64;
         if let Some(e) = err {
-            let e = match e {
-                hound::Error::IoError(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => {
-                    WavError::Truncated {
-                        path: self.path.clone(),
-                        declared: self.info.frames,
-                        read: self.frames_read,
-                    }
+            // hound reports a short read as UnexpectedEof or as "Failed to read enough bytes".
+            let short = match &e {
+                hound::Error::IoError(io) => {
+                    io.kind() == std::io::ErrorKind::UnexpectedEof
+                        || io.to_string().contains("enough bytes")
                 }
+                hound::Error::FormatError(m) => m.contains("enough bytes"),
+                _ => false,
+            };
+            let e = match e {
+                _ if short && self.frames_read < self.info.frames => WavError::Truncated {
+                    path: self.path.clone(),
+                    declared: self.info.frames,
+                    read: self.frames_read,
+                },
                 other => WavError::Read {
                     path: self.path.clone(),
                     frame: self.frames_read,

@@ -688,9 +688,8 @@ fn install(dir: &Path, c: Component, quiet: bool) -> Result<InstalledComponent, 
         let _ = fs::remove_dir_all(&final_dir);
         fs::rename(&staging, &final_dir)
             .map_err(io_err(format!("cannot install {}", final_dir.display())))?;
-        for p in &pkgs {
-            let _ = fs::remove_file(downloads.join(p.file));
-        }
+        // The verified archives stay in .downloads as a cache (a reinstall needs no
+        // network, and the converter's integration test re-converts from it).
         Ok(manifest)
     })();
     if result.is_err() {

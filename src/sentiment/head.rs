@@ -132,7 +132,7 @@ mod tests {
         assert_eq!(h.polarity_from_logit(2.9).label, PolarityLabel::Neutral);
         assert_eq!(h.polarity_from_logit(3.1).label, PolarityLabel::Positive);
         assert_eq!(h.polarity_from_logit(-3.1).label, PolarityLabel::Negative);
-        let p = h.polarity_from_logit(-8.0);
+        let p = h.polarity_from_logit(-20.0);
         assert!(p.score < -0.9 && p.score >= -1.0);
         let s = p.probs.negative + p.probs.neutral + p.probs.positive;
         assert!((s - 1.0).abs() < 0.01);

@@ -1,0 +1,165 @@
+//! Shared helpers for the integration tests: the binary, provisioned models,
+//! fixture scripts and word error rate.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::Once;
+
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn fixture(name: &str) -> PathBuf {
+    root().join("audio-fixtures").join(name)
+}
+
+pub fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_callpulse"))
+}
+
+static MODELS: Once = Once::new();
+
+/// Provision the models with the project's own command; a failure fails the test.
+pub fn models() {
+    MODELS.call_once(|| {
+        let out = bin()
+            .args(["models", "fetch", "--data", "--quiet"])
+            .output()
+            .expect("run callpulse models fetch");
+        assert!(
+            out.status.success(),
+            "`callpulse models fetch` failed (tests need the models):\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    });
+}
+
+pub fn run(args: &[&str]) -> Output {
+    bin().args(args).output().expect("run callpulse")
+}
+
+/// Score a file to JSON-lines events.
+pub fn score(path: &Path, extra: &[&str]) -> Vec<serde_json::Value> {
+    models();
+    let mut args = vec!["score", path.to_str().unwrap(), "--quiet"];
+    args.extend_from_slice(extra);
+    let out = run(&args);
+    assert!(
+        out.status.success(),
+        "score failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("each line is JSON"))
+        .collect()
+}
+
+#[derive(Debug, serde::Deserialize)]
+pub struct ScriptTurn {
+    pub speaker: String,
+    pub channel: u8,
+    pub text: String,
+    pub polarity: String,
+    pub start: f64,
+    pub end: f64,
+}
+
+#[derive(Debug, serde::Deserialize)]
+pub struct Script {
+    pub turns: Vec<ScriptTurn>,
+}
+
+pub fn script(name: &str) -> Script {
+    serde_json::from_str(&std::fs::read_to_string(fixture(name)).unwrap()).unwrap()
+}
+
+const NUMBERS: [&str; 13] = [
+    "zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten",
+    "eleven", "twelve",
+];
+
+/// Lower-case words without punctuation, contractions expanded, small numbers
+/// spelled out (as Whisper's English normaliser does before scoring WER).
+pub fn normalise(s: &str) -> Vec<String> {
+    let lower = s.to_lowercase().replace('-', " ");
+    let mut out = Vec::new();
+    for w in lower.split_whitespace() {
+        let w: String = w
+            .chars()
+            .filter(|c| c.is_alphanumeric() || *c == '\'')
+            .collect();
+        let w = w.trim_matches('\'').to_string();
+        if w.is_empty() {
+            continue;
+        }
+        if let Ok(n) = w.parse::<usize>() {
+            if let Some(name) = NUMBERS.get(n) {
+                out.push(name.to_string());
+                continue;
+            }
+        }
+        let expanded: &[&str] = match w.as_str() {
+            "i'm" => &["i", "am"],
+            "won't" => &["will", "not"],
+            "can't" => &["can", "not"],
+            _ => &[],
+        };
+        if !expanded.is_empty() {
+            out.extend(expanded.iter().map(|x| x.to_string()));
+            continue;
+        }
+        let mut done = false;
+        for (suf, rep) in [
+            ("n't", "not"),
+            ("'ve", "have"),
+            ("'re", "are"),
+            ("'ll", "will"),
+            ("'d", "would"),
+        ] {
+            if let Some(stem) = w.strip_suffix(suf) {
+                out.push(stem.to_string());
+                out.push(rep.to_string());
+                done = true;
+                break;
+            }
+        }
+        if !done {
+            out.push(w);
+        }
+    }
+    out
+}
+
+/// Word error rate of `hyp` against `reference` (Levenshtein over normalised words).
+pub fn wer(reference: &str, hyp: &str) -> f64 {
+    let r = normalise(reference);
+    let h = normalise(hyp);
+    let mut prev: Vec<usize> = (0..=h.len()).collect();
+    for i in 1..=r.len() {
+        let mut cur = vec![i; h.len() + 1];
+        for j in 1..=h.len() {
+            cur[j] = (prev[j] + 1)
+                .min(cur[j - 1] + 1)
+                .min(prev[j - 1] + usize::from(r[i - 1] != h[j - 1]));
+        }
+        prev = cur;
+    }
+    prev[h.len()] as f64 / r.len().max(1) as f64
+}
+
+pub fn turns(events: &[serde_json::Value]) -> Vec<&serde_json::Value> {
+    events.iter().filter(|e| e["type"] == "turn").collect()
+}
+
+#[test]
+fn wer_normaliser_counts_what_it_should() {
+    assert_eq!(
+        wer("You have been very helpful.", "you've been very helpful"),
+        0.0
+    );
+    assert_eq!(wer("Four days offline", "4 days offline"), 0.0);
+    assert!((wer("a b c d", "a x c") - 0.5).abs() < 1e-9);
+}

@@ -1,0 +1,235 @@
+//! End-to-end scoring on real fixtures with the real models.
+
+mod common;
+
+use common::*;
+
+#[test]
+fn jfk_transcript_has_its_known_words() {
+    let ev = score(&fixture("jfk.wav"), &[]);
+    let text: String = turns(&ev)
+        .iter()
+        .map(|t| t["text"].as_str().unwrap().to_string())
+        .collect::<Vec<_>>()
+        .join(" ");
+    let words = normalise(&text);
+    for w in [
+        "fellow",
+        "americans",
+        "ask",
+        "not",
+        "country",
+        "do",
+        "for",
+        "you",
+    ] {
+        assert!(words.iter().any(|x| x == w), "'{w}' missing from: {text}");
+    }
+    // Every turn has word times inside the turn, in order.
+    for t in turns(&ev) {
+        let ws = t["words"].as_array().unwrap();
+        assert!(!ws.is_empty());
+        let mut last = 0.0;
+        for w in ws {
+            let (s, e) = (w["start"].as_f64().unwrap(), w["end"].as_f64().unwrap());
+            assert!(s >= last - 0.05 && e >= s, "word times out of order: {w}");
+            last = s;
+        }
+    }
+    let summary = ev.last().unwrap();
+    assert_eq!(summary["type"], "summary");
+    assert_eq!(summary["speakers"][0]["role"], "unknown");
+}
+
+fn check_scripted_call(file: &str, script_file: &str, max_turn_wer: f64) -> Vec<serde_json::Value> {
+    let ev = score(&fixture(file), &[]);
+    let sc = script(script_file);
+    let got = turns(&ev);
+    assert_eq!(
+        got.len(),
+        sc.turns.len(),
+        "turn count: got {:?}",
+        got.iter().map(|t| t["text"].clone()).collect::<Vec<_>>()
+    );
+    // Both roles appear.
+    for role in ["agent", "customer"] {
+        assert!(got.iter().any(|t| t["role"] == role), "no {role} turn");
+    }
+    for (t, s) in got.iter().zip(&sc.turns) {
+        let text = t["text"].as_str().unwrap();
+        assert_eq!(t["role"], s.speaker.as_str(), "role of '{}'", s.text);
+        assert_eq!(t["leg"].as_u64().unwrap(), s.channel as u64);
+        let (start, end) = (t["start"].as_f64().unwrap(), t["end"].as_f64().unwrap());
+        assert!(
+            (start - s.start).abs() <= 0.5,
+            "start {start} vs script {} ('{}')",
+            s.start,
+            s.text
+        );
+        assert!(
+            (end - s.end).abs() <= 0.5,
+            "end {end} vs script {} ('{}')",
+            s.end,
+            s.text
+        );
+        let w = wer(&s.text, text);
+        assert!(
+            w <= max_turn_wer,
+            "WER {w:.2} > {max_turn_wer}: '{}' vs '{text}'",
+            s.text
+        );
+    }
+    ev
+}
+
+#[test]
+fn escalation_call_matches_its_script_and_the_angry_turns_are_negative() {
+    let ev = check_scripted_call("call_escalation.wav", "call_escalation.script.json", 0.15);
+    let sc = script("call_escalation.script.json");
+    let got = turns(&ev);
+    let mut angry = 0;
+    for (t, s) in got.iter().zip(&sc.turns) {
+        if s.speaker == "customer" && s.polarity == "negative" {
+            angry += 1;
+            assert_eq!(
+                t["polarity"]["label"], "negative",
+                "angry turn not negative: {}",
+                t["text"]
+            );
+            assert!(t["polarity"]["score"].as_f64().unwrap() < -0.3);
+        }
+    }
+    assert!(angry >= 3);
+    // The angry customer turns are louder than the calm ones and register as arousal.
+    let cust: Vec<_> = got
+        .iter()
+        .zip(&sc.turns)
+        .filter(|(_, s)| s.speaker == "customer")
+        .collect();
+    let calm_e = cust[0].0["prosody"]["energy_db_mean"].as_f64().unwrap();
+    let angry_max = cust
+        .iter()
+        .filter(|(_, s)| s.polarity == "negative")
+        .map(|(t, _)| t["prosody"]["energy_db_mean"].as_f64().unwrap())
+        .fold(f64::MIN, f64::max);
+    assert!(
+        angry_max > calm_e + 3.0,
+        "angry {angry_max} dB vs calm {calm_e} dB"
+    );
+    let summary = ev.last().unwrap();
+    assert_eq!(summary["type"], "summary");
+    let customer = summary["speakers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["role"] == "customer")
+        .unwrap();
+    assert!(customer["mean_sentiment"].as_f64().unwrap() < 0.0);
+    assert_eq!(customer["turns"], 5);
+}
+
+#[test]
+fn friendly_call_matches_its_script_and_the_friendly_turns_are_positive() {
+    let ev = check_scripted_call("call_friendly.wav", "call_friendly.script.json", 0.15);
+    let sc = script("call_friendly.script.json");
+    for (t, s) in turns(&ev).iter().zip(&sc.turns) {
+        if s.polarity == "positive" {
+            assert_eq!(
+                t["polarity"]["label"], "positive",
+                "friendly turn not positive: {}",
+                t["text"]
+            );
+        }
+        assert_ne!(
+            t["polarity"]["label"], "negative",
+            "negative turn in a friendly call: {}",
+            t["text"]
+        );
+    }
+}
+
+#[test]
+fn mulaw_8khz_call_keeps_roles_and_turns() {
+    // 8 kHz through G.711 mu-law: recognition degrades but turns, roles and
+    // timing must hold.
+    let ev = score(&fixture("call_escalation_8k.wav"), &[]);
+    let sc = script("call_escalation_8k.script.json");
+    let got = turns(&ev);
+    assert_eq!(got.len(), sc.turns.len());
+    let mut errors = 0.0;
+    let mut words = 0.0;
+    for (t, s) in got.iter().zip(&sc.turns) {
+        assert_eq!(t["role"], s.speaker.as_str());
+        assert!((t["start"].as_f64().unwrap() - s.start).abs() <= 0.5);
+        let n = normalise(&s.text).len() as f64;
+        errors += wer(&s.text, t["text"].as_str().unwrap()) * n;
+        words += n;
+    }
+    let total = errors / words;
+    assert!(
+        total <= 0.4,
+        "overall WER on the 8 kHz mu-law call: {total:.2}"
+    );
+}
+
+#[test]
+fn swapped_roles_follow_the_flag() {
+    let ev = score(
+        &fixture("call_friendly.wav"),
+        &["--roles", "customer,agent", "--format", "jsonl"],
+    );
+    let first = turns(&ev)[0];
+    assert_eq!(first["leg"], 0);
+    assert_eq!(first["role"], "customer");
+}
+
+#[test]
+fn ten_minute_file_is_scored_without_holding_its_audio() {
+    // 16 loops of the escalation call at 48 kHz stereo: 10.6 min, 244 MB as f32.
+    models();
+    let dir = tempfile::tempdir().unwrap();
+    let long = dir.path().join("long.wav");
+    let mut r = hound::WavReader::open(fixture("call_escalation.wav")).unwrap();
+    let samples: Vec<i16> = r.samples::<i16>().map(|s| s.unwrap()).collect();
+    let spec = hound::WavSpec {
+        channels: 2,
+        sample_rate: 48_000,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut w = hound::WavWriter::create(&long, spec).unwrap();
+    for _ in 0..16 {
+        // Upsample 3x by repetition (the resampler filters it back down).
+        for f in samples.chunks(2) {
+            for _ in 0..3 {
+                w.write_sample(f[0]).unwrap();
+                w.write_sample(f[1]).unwrap();
+            }
+        }
+    }
+    w.finalize().unwrap();
+    let out = run(&[
+        "score",
+        long.to_str().unwrap(),
+        "--quiet",
+        "--format",
+        "jsonl",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ev: Vec<serde_json::Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let summary = ev.last().unwrap();
+    let duration = summary["duration"].as_f64().unwrap();
+    assert!(duration > 600.0, "duration {duration}");
+    assert!(turns(&ev).len() >= 150, "turns {}", turns(&ev).len());
+    let peak = summary["stats"]["peak_buffered_audio_s"].as_f64().unwrap();
+    // Bounded by the queues, not by the file: well under a minute of audio in flight.
+    assert!(peak < 30.0, "peak buffered audio {peak} s");
+}
