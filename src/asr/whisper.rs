@@ -81,8 +81,10 @@ impl WhisperModel {
         if meta.len() < 1024 {
             return Err(load_err(format!("file is only {} bytes", meta.len())));
         }
-        let mut params = WhisperContextParameters::default();
-        params.use_gpu = cfg!(feature = "cuda");
+        let params = WhisperContextParameters {
+            use_gpu: cfg!(feature = "cuda"),
+            ..Default::default()
+        };
         let ctx = WhisperContext::new_with_params(path, params)
             .map_err(|e| load_err(format!("whisper.cpp refused it ({e})")))?;
         Ok(WhisperModel {

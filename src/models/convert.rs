@@ -1748,7 +1748,7 @@ fn ggml_nbytes(ttype: i32, n: u64) -> Option<u64> {
         14 => (256, 210), // q6_K
         _ => return None,
     };
-    if n % blck != 0 {
+    if !n.is_multiple_of(blck) {
         return None;
     }
     (n / blck).checked_mul(size)

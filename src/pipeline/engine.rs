@@ -92,6 +92,10 @@ fn samples_us(n: usize, rate: u32) -> i64 {
     (n as f64 * 1e6 / rate as f64) as i64
 }
 
+/// What the pipeline threads hand back: turns, input error, stage totals,
+/// ASR retries, empty turns.
+type Collected = (Vec<TurnEvent>, Option<String>, StageMs, u32, u32);
+
 struct AsrDone {
     turn: TurnAudio,
     transcript: Transcript,
@@ -155,171 +159,169 @@ impl Engine {
             leg_rxs.push(rx);
         }
 
-        let result = std::thread::scope(
-            |s| -> Result<(Vec<TurnEvent>, Option<String>, StageMs, u32, u32), EngineError> {
-                // Reader.
-                let gauge_r = &gauge;
-                let reader = s.spawn(move || -> Option<String> {
-                    let mut bufs: Vec<Vec<f32>> = Vec::new();
-                    loop {
-                        match src.read_chunk(CHUNK_FRAMES, &mut bufs) {
-                            Ok(0) => return None,
-                            Ok(n) => {
-                                for (tx, b) in leg_txs.iter().zip(bufs.iter()) {
-                                    gauge_r.add(samples_us(n, rate));
-                                    if tx.send(b.clone()).is_err() {
-                                        return None;
-                                    }
+        let result = std::thread::scope(|s| -> Result<Collected, EngineError> {
+            // Reader.
+            let gauge_r = &gauge;
+            let reader = s.spawn(move || -> Option<String> {
+                let mut bufs: Vec<Vec<f32>> = Vec::new();
+                loop {
+                    match src.read_chunk(CHUNK_FRAMES, &mut bufs) {
+                        Ok(0) => return None,
+                        Ok(n) => {
+                            for (tx, b) in leg_txs.iter().zip(bufs.iter()) {
+                                gauge_r.add(samples_us(n, rate));
+                                if tx.send(b.clone()).is_err() {
+                                    return None;
                                 }
-                                progress(src.frames_read() as f64 / rate as f64, total_s);
                             }
-                            Err(e) => return Some(e.to_string()),
+                            progress(src.frames_read() as f64 / rate as f64, total_s);
                         }
+                        Err(e) => return Some(e.to_string()),
                     }
-                });
+                }
+            });
 
-                // Frontends, one per leg.
-                let mut fronts = Vec::new();
-                for (leg, rx) in leg_rxs.into_iter().enumerate() {
-                    let tx = turn_tx.clone();
-                    let vad = self.vad.detector();
-                    let seg_cfg = self.cfg.segment.clone();
-                    let gauge_f = &gauge;
-                    fronts.push(s.spawn(move || -> Result<(), EngineError> {
-                        let mut rs = LegResampler::new(rate)?;
-                        let mut seg = TurnSegmenter::new(leg as u8, vad, seg_cfg);
-                        let mut buf16 = Vec::with_capacity(CHUNK_FRAMES * 8);
-                        let mut turns = Vec::new();
-                        let mut ms = 0.0f32;
-                        let mut held = 0i64;
-                        let forward = |turns: &mut Vec<TurnAudio>, ms: &mut f32| -> bool {
-                            for t in turns.drain(..) {
-                                gauge_f.add(samples_us(t.samples.len(), 16_000));
-                                if tx.send((t, *ms)).is_err() {
-                                    return false;
-                                }
-                                *ms = 0.0;
+            // Frontends, one per leg.
+            let mut fronts = Vec::new();
+            for (leg, rx) in leg_rxs.into_iter().enumerate() {
+                let tx = turn_tx.clone();
+                let vad = self.vad.detector();
+                let seg_cfg = self.cfg.segment.clone();
+                let gauge_f = &gauge;
+                fronts.push(s.spawn(move || -> Result<(), EngineError> {
+                    let mut rs = LegResampler::new(rate)?;
+                    let mut seg = TurnSegmenter::new(leg as u8, vad, seg_cfg);
+                    let mut buf16 = Vec::with_capacity(CHUNK_FRAMES * 8);
+                    let mut turns = Vec::new();
+                    let mut ms = 0.0f32;
+                    let mut held = 0i64;
+                    let forward = |turns: &mut Vec<TurnAudio>, ms: &mut f32| -> bool {
+                        for t in turns.drain(..) {
+                            gauge_f.add(samples_us(t.samples.len(), 16_000));
+                            if tx.send((t, *ms)).is_err() {
+                                return false;
                             }
-                            true
-                        };
-                        for chunk in rx.iter() {
-                            let t0 = Instant::now();
-                            buf16.clear();
-                            rs.push(&chunk, &mut buf16)?;
-                            seg.push(&buf16, &mut turns)?;
-                            ms += elapsed_ms(t0);
-                            gauge_f.sub(samples_us(chunk.len(), rate));
-                            let now_held = samples_us(seg.buffered_samples(), 16_000);
-                            gauge_f.add(now_held - held);
-                            held = now_held;
-                            if !forward(&mut turns, &mut ms) {
-                                return Ok(());
-                            }
+                            *ms = 0.0;
                         }
+                        true
+                    };
+                    for chunk in rx.iter() {
                         let t0 = Instant::now();
                         buf16.clear();
-                        rs.finish(&mut buf16)?;
+                        rs.push(&chunk, &mut buf16)?;
                         seg.push(&buf16, &mut turns)?;
-                        seg.finish(&mut turns)?;
                         ms += elapsed_ms(t0);
-                        gauge_f.sub(held);
-                        forward(&mut turns, &mut ms);
-                        Ok(())
-                    }));
-                }
-                drop(turn_tx);
-
-                // ASR.
-                let whisper = self.whisper.clone();
-                let asr = s.spawn(move || -> Result<u32, EngineError> {
-                    let mut rec = whisper.recognizer()?;
-                    let mut retries = 0;
-                    for (turn, frontend_ms) in turn_rx.iter() {
-                        let t0 = Instant::now();
-                        let transcript = rec.transcribe(&turn.samples)?;
-                        if transcript.retried {
-                            retries += 1;
-                        }
-                        let done = AsrDone {
-                            turn,
-                            transcript,
-                            frontend_ms,
-                            asr_ms: elapsed_ms(t0),
-                        };
-                        if asr_tx.send(done).is_err() {
-                            break;
+                        gauge_f.sub(samples_us(chunk.len(), rate));
+                        let now_held = samples_us(seg.buffered_samples(), 16_000);
+                        gauge_f.add(now_held - held);
+                        held = now_held;
+                        if !forward(&mut turns, &mut ms) {
+                            return Ok(());
                         }
                     }
-                    Ok(retries)
-                });
+                    let t0 = Instant::now();
+                    buf16.clear();
+                    rs.finish(&mut buf16)?;
+                    seg.push(&buf16, &mut turns)?;
+                    seg.finish(&mut turns)?;
+                    ms += elapsed_ms(t0);
+                    gauge_f.sub(held);
+                    forward(&mut turns, &mut ms);
+                    Ok(())
+                }));
+            }
+            drop(turn_tx);
 
-                // Analysis: prosody + sentiment.
-                let roles = self.cfg.roles.clone();
-                let encoder = self.encoder.clone();
-                let head = self.head.clone();
-                let call = call_id.to_string();
-                let gauge_a = &gauge;
-                let analysis = s.spawn(move || -> Result<u32, EngineError> {
-                    let mut baselines: Vec<Baseline> = vec![Baseline::default(); legs];
-                    let mut empty = 0;
-                    for done in asr_rx.iter() {
-                        let AsrDone {
-                            turn,
-                            transcript,
-                            frontend_ms,
-                            asr_ms,
-                        } = done;
-                        gauge_a.sub(samples_us(turn.samples.len(), 16_000));
-                        if transcript.words.is_empty() {
-                            empty += 1;
-                            continue;
-                        }
-                        let ev = analyse(
-                            &call,
-                            &turn,
-                            transcript,
-                            &roles,
-                            legs,
-                            &mut baselines,
-                            &encoder,
-                            &head,
-                        )?;
-                        let mut ev = ev;
-                        ev.timings.stage_ms.frontend = round1(frontend_ms);
-                        ev.timings.stage_ms.asr = round1(asr_ms);
-                        if ev_tx.send(ev).is_err() {
-                            break;
-                        }
+            // ASR.
+            let whisper = self.whisper.clone();
+            let asr = s.spawn(move || -> Result<u32, EngineError> {
+                let mut rec = whisper.recognizer()?;
+                let mut retries = 0;
+                for (turn, frontend_ms) in turn_rx.iter() {
+                    let t0 = Instant::now();
+                    let transcript = rec.transcribe(&turn.samples)?;
+                    if transcript.retried {
+                        retries += 1;
                     }
-                    Ok(empty)
-                });
+                    let done = AsrDone {
+                        turn,
+                        transcript,
+                        frontend_ms,
+                        asr_ms: elapsed_ms(t0),
+                    };
+                    if asr_tx.send(done).is_err() {
+                        break;
+                    }
+                }
+                Ok(retries)
+            });
 
-                let mut events: Vec<TurnEvent> = ev_rx.iter().collect();
-                let input_error = reader
-                    .join()
-                    .map_err(|_| EngineError::Internal("reader thread panicked".into()))?;
-                for f in fronts {
-                    f.join()
-                        .map_err(|_| EngineError::Internal("frontend thread panicked".into()))??;
+            // Analysis: prosody + sentiment.
+            let roles = self.cfg.roles.clone();
+            let encoder = self.encoder.clone();
+            let head = self.head.clone();
+            let call = call_id.to_string();
+            let gauge_a = &gauge;
+            let analysis = s.spawn(move || -> Result<u32, EngineError> {
+                let mut baselines: Vec<Baseline> = vec![Baseline::default(); legs];
+                let mut empty = 0;
+                for done in asr_rx.iter() {
+                    let AsrDone {
+                        turn,
+                        transcript,
+                        frontend_ms,
+                        asr_ms,
+                    } = done;
+                    gauge_a.sub(samples_us(turn.samples.len(), 16_000));
+                    if transcript.words.is_empty() {
+                        empty += 1;
+                        continue;
+                    }
+                    let ev = analyse(
+                        &call,
+                        &turn,
+                        transcript,
+                        &roles,
+                        legs,
+                        &mut baselines,
+                        &encoder,
+                        &head,
+                    )?;
+                    let mut ev = ev;
+                    ev.timings.stage_ms.frontend = round1(frontend_ms);
+                    ev.timings.stage_ms.asr = round1(asr_ms);
+                    if ev_tx.send(ev).is_err() {
+                        break;
+                    }
                 }
-                let retries = asr
-                    .join()
-                    .map_err(|_| EngineError::Internal("ASR thread panicked".into()))??;
-                let empty = analysis
-                    .join()
-                    .map_err(|_| EngineError::Internal("analysis thread panicked".into()))??;
-                events.sort_by(|a, b| a.start.total_cmp(&b.start).then(a.leg.cmp(&b.leg)));
-                let mut totals = StageMs::default();
-                for (i, e) in events.iter_mut().enumerate() {
-                    e.turn_id = i as u32;
-                    totals.frontend += e.timings.stage_ms.frontend;
-                    totals.asr += e.timings.stage_ms.asr;
-                    totals.prosody += e.timings.stage_ms.prosody;
-                    totals.sentiment += e.timings.stage_ms.sentiment;
-                }
-                Ok((events, input_error, totals, retries, empty))
-            },
-        );
+                Ok(empty)
+            });
+
+            let mut events: Vec<TurnEvent> = ev_rx.iter().collect();
+            let input_error = reader
+                .join()
+                .map_err(|_| EngineError::Internal("reader thread panicked".into()))?;
+            for f in fronts {
+                f.join()
+                    .map_err(|_| EngineError::Internal("frontend thread panicked".into()))??;
+            }
+            let retries = asr
+                .join()
+                .map_err(|_| EngineError::Internal("ASR thread panicked".into()))??;
+            let empty = analysis
+                .join()
+                .map_err(|_| EngineError::Internal("analysis thread panicked".into()))??;
+            events.sort_by(|a, b| a.start.total_cmp(&b.start).then(a.leg.cmp(&b.leg)));
+            let mut totals = StageMs::default();
+            for (i, e) in events.iter_mut().enumerate() {
+                e.turn_id = i as u32;
+                totals.frontend += e.timings.stage_ms.frontend;
+                totals.asr += e.timings.stage_ms.asr;
+                totals.prosody += e.timings.stage_ms.prosody;
+                totals.sentiment += e.timings.stage_ms.sentiment;
+            }
+            Ok((events, input_error, totals, retries, empty))
+        });
         let (events, input_error, totals, retries, empty) = result?;
         // An input that failed before any audio is an error for the whole call.
         if let Some(e) = &input_error {

@@ -43,10 +43,10 @@ pub fn yin_f0(audio: &[f32], min_db: f32) -> Vec<f32> {
         // Cumulative mean normalised difference.
         let mut running = 0.0;
         d[0] = 1.0;
-        for tau in 1..=tau_max {
-            running += d[tau];
-            d[tau] = if running > 0.0 {
-                d[tau] * tau as f32 / running
+        for (tau, dv) in d.iter_mut().enumerate().skip(1) {
+            running += *dv;
+            *dv = if running > 0.0 {
+                *dv * tau as f32 / running
             } else {
                 1.0
             };
