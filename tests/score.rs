@@ -233,3 +233,41 @@ fn ten_minute_file_is_scored_without_holding_its_audio() {
     // Bounded by the queues, not by the file: well under a minute of audio in flight.
     assert!(peak < 30.0, "peak buffered audio {peak} s");
 }
+
+#[test]
+fn silence_and_noise_invent_no_words() {
+    // 5 s of digital silence, 10 s of white noise, 5 s of a low hum: no turn
+    // may come out (no "Thanks for watching" on noise).
+    models();
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("noise.wav");
+    let spec = hound::WavSpec {
+        channels: 2,
+        sample_rate: 16_000,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut w = hound::WavWriter::create(&p, spec).unwrap();
+    let mut seed: u32 = 12345;
+    for i in 0..20 * 16_000 {
+        seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+        let noise = ((seed >> 16) as f32 / 32768.0 - 1.0) * 0.05;
+        let t = i as f32 / 16_000.0;
+        let v = if t < 5.0 {
+            0.0
+        } else if t < 15.0 {
+            noise
+        } else {
+            0.02 * (2.0 * std::f32::consts::PI * 120.0 * t).sin()
+        };
+        let s = (v * 32767.0) as i16;
+        w.write_sample(s).unwrap();
+        w.write_sample(s).unwrap();
+    }
+    w.finalize().unwrap();
+    let ev = score(&p, &[]);
+    assert!(turns(&ev).is_empty(), "invented turns: {:?}", turns(&ev));
+    let summary = ev.last().unwrap();
+    assert_eq!(summary["turns"], 0);
+    assert_eq!(summary["speakers"][0]["talk_time"], 0.0);
+}

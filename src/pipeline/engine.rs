@@ -342,7 +342,7 @@ impl Engine {
                 leg: leg as u8,
                 role: self.cfg.roles.role(leg, legs),
                 turns: mine.len() as u32,
-                talk_time: round3(mine.iter().map(|e| e.end - e.start).sum()),
+                talk_time: round3(mine.iter().map(|e| e.end - e.start).sum::<f64>() + 0.0),
                 mean_sentiment: if scores.is_empty() {
                     None
                 } else {
