@@ -212,7 +212,7 @@ pub fn train_polarity(
         (x, y)
     };
 
-    let mut best: Option<(f64, f64, Vec<f32>)> = None;
+    let mut best: Option<(f64, f64, Vec<f32>, f64)> = None;
     for alpha in [0.1, 1.0, 10.0] {
         progress(&format!("cross-validating alpha {alpha}"));
         let mut correct = 0usize;
@@ -241,14 +241,13 @@ pub fn train_polarity(
         progress(&format!("  reviews {acc_rev:.3}, support {acc_sup:.3}"));
         let better = best.as_ref().map(|b| score > b.0).unwrap_or(true);
         if better {
-            best = Some((score, alpha, oof));
+            best = Some((score, alpha, oof, acc_rev));
         }
-        let _ = acc_rev;
     }
-    let Some((_, alpha, oof)) = best else {
+    let Some((_, alpha, oof, cv_reviews)) = best else {
         return Err(TrainError::Fit("no alpha evaluated".into()));
     };
-    // Re-run CV figures for the chosen alpha from the stored out-of-fold logits.
+    // Three-class figures for the chosen alpha from its stored out-of-fold logits.
     let (temperature, neutral_offset) = fit_readout(&oof, support);
     let probe = PolarityHead {
         format: "callpulse-polarity-head".into(),
@@ -273,20 +272,11 @@ pub fn train_polarity(
     progress(&format!("fitting the final model (alpha {alpha})"));
     let (x, y) = build(None);
     let (w, b) = fit_binary(&x, &y, alpha)?;
-    // CV accuracy on reviews for the chosen alpha.
-    let mut rev_correct = 0usize;
-    for k in 0..folds {
-        let (x, y) = build(Some(k));
-        let (wk, bk) = fit_binary(&x, &y, alpha)?;
-        for (i, v) in rx.iter().enumerate().filter(|(i, _)| fold_of(*i) == k) {
-            rev_correct += ((logit(&wk, bk, v) > 0.0) == ry[i]) as usize;
-        }
-    }
     let report = TrainReport {
         review_sentences: reviews.len(),
         support_sentences: support.len(),
         alpha,
-        cv_accuracy_reviews: round4(rev_correct as f64 / rx.len().max(1) as f64),
+        cv_accuracy_reviews: round4(cv_reviews),
         cv_accuracy_support_binary: round4(cb as f64 / nb.max(1) as f64),
         cv_accuracy_support_3class: round4(c3 as f64 / support.len().max(1) as f64),
         temperature,

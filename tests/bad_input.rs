@@ -84,11 +84,7 @@ fn truncated_data_keeps_the_good_turns_and_fails() {
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("truncated"), "{err}");
     assert!(!err.contains("panicked"));
-    let ev: Vec<serde_json::Value> = String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let ev = events(&out.stdout);
     let n = turns(&ev).len();
     assert!((4..=6).contains(&n), "turns before the cut: {n}");
     let summary = ev.last().unwrap();

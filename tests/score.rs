@@ -220,11 +220,7 @@ fn ten_minute_file_is_scored_without_holding_its_audio() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let ev: Vec<serde_json::Value> = String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let ev = events(&out.stdout);
     let summary = ev.last().unwrap();
     let duration = summary["duration"].as_f64().unwrap();
     assert!(duration > 600.0, "duration {duration}");

@@ -11,8 +11,8 @@ use crate::audio::resample::{LegResampler, ResampleError};
 use crate::audio::wav::{WavError, WavSource};
 use crate::config::Config;
 use crate::event::{
-    now_unix_ms, Event, PipelineStats, Role, SpeakerSummary, StageMs, SummaryEvent, Timings,
-    TurnEvent, TurnRef, Word, SCHEMA_VERSION,
+    now_unix_ms, Event, PipelineStats, SpeakerSummary, StageMs, SummaryEvent, Timings, TurnEvent,
+    TurnRef, Word, SCHEMA_VERSION,
 };
 use crate::models::ModelPaths;
 use crate::prosody::{self, Baseline};
@@ -277,7 +277,7 @@ impl Engine {
                         empty += 1;
                         continue;
                     }
-                    let ev = analyse(
+                    let mut ev = analyse(
                         &call,
                         &turn,
                         transcript,
@@ -287,7 +287,6 @@ impl Engine {
                         &encoder,
                         &head,
                     )?;
-                    let mut ev = ev;
                     ev.timings.stage_ms.frontend = round1(frontend_ms);
                     ev.timings.stage_ms.asr = round1(asr_ms);
                     if ev_tx.send(ev).is_err() {
@@ -325,7 +324,7 @@ impl Engine {
         let (events, input_error, totals, retries, empty) = result?;
         // An input that failed before any audio is an error for the whole call.
         if let Some(e) = &input_error {
-            if src_frames_none(&events) && gauge.peak.load(Ordering::Relaxed) == 0 {
+            if events.is_empty() && gauge.peak.load(Ordering::Relaxed) == 0 {
                 return Err(EngineError::Wav(WavError::Read {
                     path: path.to_path_buf(),
                     frame: 0,
@@ -391,10 +390,6 @@ impl Engine {
             input_error,
         })
     }
-}
-
-fn src_frames_none(events: &[TurnEvent]) -> bool {
-    events.is_empty()
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -476,9 +471,4 @@ fn round3(v: f64) -> f64 {
 }
 fn round3f(v: f32) -> f32 {
     (v * 1000.0).round() / 1000.0
-}
-
-#[allow(dead_code)]
-fn _role_is_copy(r: Role) -> Role {
-    r
 }

@@ -50,8 +50,12 @@ pub fn score(path: &Path, extra: &[&str]) -> Vec<serde_json::Value> {
         "score failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    String::from_utf8(out.stdout)
-        .unwrap()
+    events(&out.stdout)
+}
+
+/// Parse JSON-lines events from a command's stdout.
+pub fn events(stdout: &[u8]) -> Vec<serde_json::Value> {
+    String::from_utf8_lossy(stdout)
         .lines()
         .map(|l| serde_json::from_str(l).expect("each line is JSON"))
         .collect()
