@@ -76,7 +76,7 @@ fn load_models() -> Models {
     }
     let silero = SileroModel::load(&paths.ort_lib, &paths.silero)
         .unwrap_or_else(|e| fail(&format!("cannot load the Silero VAD: {e}")));
-    let encoder = OnnxEncoder::load(&paths.ort_lib, &paths.encoder, &paths.tokenizer, 1)
+    let encoder = OnnxEncoder::load(&paths.ort_lib, &paths.encoder, &paths.tokenizer, 1, false)
         .unwrap_or_else(|e| fail(&format!("cannot load the sentence encoder: {e}")));
     let head = PolarityHead::bundled()
         .unwrap_or_else(|e| fail(&format!("cannot load the bundled polarity head: {e}")));

@@ -27,6 +27,13 @@
 //! min_silence_ms = 600
 //! pad_ms = 200
 //! max_turn_s = 20.0
+//!
+//! [live]
+//! partial_interval_ms = 1000   # partial results during a turn; 0 = none
+//! partial_min_ms = 1500        # no partial before this much of a turn
+//! speculate = true             # decode a turn as soon as its audio is settled
+//! ring_ms = 10000              # capture ring: audio held before frames are dropped
+//! final_queue = 32             # finished turns waiting for ASR before capture backs up
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -121,6 +128,56 @@ impl RolesConfig {
     }
 }
 
+/// `[live]`: streaming behaviour (`stream`, `listen`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LiveConfig {
+    /// Cadence of partial results during a turn, ms of audio (0 = no partials).
+    pub partial_interval_ms: u32,
+    /// A turn must be this long before its first partial, ms.
+    pub partial_min_ms: u32,
+    /// Decode a turn speculatively once its final audio is settled (pad of
+    /// silence after the speech), so the final result is ready when the turn
+    /// is declared over.
+    pub speculate: bool,
+    /// Capture ring capacity, ms of audio. When it is full, live capture
+    /// drops frames (counted); it never blocks.
+    pub ring_ms: u32,
+    /// Capacity of the queue of finished turns waiting for ASR.
+    pub final_queue: usize,
+}
+
+impl Default for LiveConfig {
+    fn default() -> Self {
+        LiveConfig {
+            partial_interval_ms: 1000,
+            partial_min_ms: 1500,
+            speculate: true,
+            ring_ms: 10_000,
+            final_queue: 32,
+        }
+    }
+}
+
+impl LiveConfig {
+    /// Check ranges; the message names the key.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.partial_interval_ms != 0 && !(200..=10_000).contains(&self.partial_interval_ms) {
+            return Err("live.partial_interval_ms must be 0 or between 200 and 10000".into());
+        }
+        if self.partial_min_ms > 30_000 {
+            return Err("live.partial_min_ms must be at most 30000".into());
+        }
+        if !(500..=600_000).contains(&self.ring_ms) {
+            return Err("live.ring_ms must be between 500 and 600000".into());
+        }
+        if !(1..=4096).contains(&self.final_queue) {
+            return Err("live.final_queue must be between 1 and 4096".into());
+        }
+        Ok(())
+    }
+}
+
 /// The whole configuration.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
@@ -133,6 +190,8 @@ pub struct Config {
     pub asr: AsrConfig,
     /// Turn segmentation.
     pub segment: SegmentConfig,
+    /// Streaming.
+    pub live: LiveConfig,
 }
 
 impl Config {
@@ -154,6 +213,7 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.asr.validate().map_err(ConfigError::Invalid)?;
         self.segment.validate().map_err(ConfigError::Invalid)?;
+        self.live.validate().map_err(ConfigError::Invalid)?;
         Ok(())
     }
 

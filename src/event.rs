@@ -10,7 +10,7 @@
 use serde::{Deserialize, Serialize};
 
 /// Version of the event schema written in every event's `schema` field.
-pub const SCHEMA_VERSION: &str = "1.0";
+pub const SCHEMA_VERSION: &str = "1.1";
 
 /// Which party a leg carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
@@ -149,6 +149,14 @@ pub struct Timings {
     pub emitted_unix_ms: u64,
     /// Processing time per stage for this event, milliseconds.
     pub stage_ms: StageMs,
+    /// Live runs only: milliseconds from the moment the audio this event
+    /// waits for (the end of speech for a turn, the last sample for a
+    /// partial) entered the pipeline to the emission of the event. Null offline.
+    #[serde(default)]
+    pub latency_ms: Option<f32>,
+    /// The final result reused the speculative decoding of the settled turn.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub speculative: bool,
 }
 
 /// Processing milliseconds per pipeline stage.
@@ -171,10 +179,14 @@ pub struct TurnEvent {
     pub schema: String,
     /// The call this turn belongs to.
     pub call_id: String,
-    /// Turn number within the call, in order of start time, from 0.
+    /// Turn number within the call, from 0: in order of start time offline,
+    /// in order of emission live.
     pub turn_id: u32,
     /// Leg (channel) index, from 0.
     pub leg: u8,
+    /// Turn number on this leg, from 0; the partials of this turn carry the same.
+    #[serde(default)]
+    pub seq: u32,
     /// The party on that leg.
     pub role: Role,
     /// Start of speech, seconds.
@@ -192,6 +204,38 @@ pub struct TurnEvent {
     /// Prosodic features.
     pub prosody: Prosody,
     /// Timings.
+    pub timings: Timings,
+}
+
+/// A provisional result for the turn being spoken (live only).
+///
+/// `committed` only grows between partials of the same turn (a word is
+/// committed once two successive hypotheses agree on it, LocalAgreement-2);
+/// `tentative` is the rest of the latest hypothesis. The final `turn` event
+/// with the same `leg` and `seq` supersedes them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PartialEvent {
+    /// Schema version.
+    pub schema: String,
+    /// Call id.
+    pub call_id: String,
+    /// Leg index.
+    pub leg: u8,
+    /// Role on that leg.
+    pub role: Role,
+    /// Turn number on this leg.
+    pub seq: u32,
+    /// Start of speech, seconds.
+    pub start: f64,
+    /// `committed` then `tentative`.
+    pub text: String,
+    /// The stable prefix.
+    pub committed: String,
+    /// The provisional rest.
+    pub tentative: String,
+    /// Provisional polarity of `text`.
+    pub polarity: Polarity,
+    /// Timings (`audio_end` is the end of the audio decoded).
     pub timings: Timings,
 }
 
@@ -257,6 +301,58 @@ pub struct PipelineStats {
     pub asr_retries: u32,
     /// Warning when the input ended early (e.g. truncated data); the turns before it are kept.
     pub input_error: Option<String>,
+    /// Why the run ended: `eof`, `signal` (SIGINT/SIGTERM), `limit` (duration reached) or `error`.
+    #[serde(default)]
+    pub ended: String,
+    /// Input frames taken from the source (per leg).
+    #[serde(default)]
+    pub frames_captured: u64,
+    /// Input frames dropped because the capture ring was full (live only).
+    #[serde(default)]
+    pub frames_dropped: u64,
+    /// Partial events emitted.
+    #[serde(default)]
+    pub partials_emitted: u32,
+    /// Partial decodings skipped because ASR was busy (superseded or stale).
+    #[serde(default)]
+    pub partials_skipped: u32,
+    /// Final turns whose speculative decoding was reused.
+    #[serde(default)]
+    pub speculative_hits: u32,
+    /// Queue high-water marks.
+    #[serde(default)]
+    pub queues: QueueStats,
+    /// Where each model ran.
+    #[serde(default)]
+    pub devices: Devices,
+}
+
+/// Most items each queue held at once.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct QueueStats {
+    /// Capture ring capacity, seconds of audio.
+    pub ring_capacity_s: f64,
+    /// Most audio in the capture ring, seconds.
+    pub ring_peak_s: f64,
+    /// Resampled chunks waiting for segmentation (per leg, max).
+    pub chunks_peak: usize,
+    /// Finished turns waiting for ASR.
+    pub finals_peak: usize,
+    /// Partial requests waiting for ASR.
+    pub partials_peak: usize,
+    /// Events waiting for the sink.
+    pub events_peak: usize,
+}
+
+/// Which device ran each model.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Devices {
+    /// Whisper (`cpu` or `cuda`).
+    pub asr: String,
+    /// Text encoder (`cpu` or `cuda`).
+    pub encoder: String,
+    /// Voice activity (always `cpu`).
+    pub vad: String,
 }
 
 /// Every event callpulse writes, tagged by `type`.
@@ -265,6 +361,8 @@ pub struct PipelineStats {
 pub enum Event {
     /// A final speaker turn.
     Turn(TurnEvent),
+    /// A provisional result for a turn in progress (live).
+    Partial(PartialEvent),
     /// The call summary.
     Summary(SummaryEvent),
 }
@@ -274,6 +372,7 @@ impl Event {
     pub fn call_id(&self) -> &str {
         match self {
             Event::Turn(t) => &t.call_id,
+            Event::Partial(p) => &p.call_id,
             Event::Summary(s) => &s.call_id,
         }
     }

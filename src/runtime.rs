@@ -68,6 +68,19 @@ pub fn session(
     model: &Path,
     threads: usize,
 ) -> Result<ort::session::Session, RuntimeError> {
+    session_on(lib, model, threads, false).map(|(s, _)| s)
+}
+
+/// Build a session, on the CUDA execution provider when `gpu` is asked for
+/// and this build has the `ort-cuda` feature (needs the GPU ONNX Runtime
+/// library, `callpulse models fetch --gpu`). Falls back to the CPU with a
+/// warning when CUDA cannot be registered. Returns the device used.
+pub fn session_on(
+    lib: &Path,
+    model: &Path,
+    threads: usize,
+    gpu: bool,
+) -> Result<(ort::session::Session, &'static str), RuntimeError> {
     let env = environment(lib)?;
     let err = |e: ort::Error| RuntimeError::Model {
         path: model.to_path_buf(),
@@ -85,5 +98,20 @@ pub fn session(
         .map_err(|e| err(e.into()))?
         .with_inter_threads(1)
         .map_err(|e| err(e.into()))?;
-    b.commit_from_file(model).map_err(err)
+    #[cfg(feature = "ort-cuda")]
+    if gpu {
+        let ep = ort::ep::CUDA::default().build().error_on_failure();
+        match b.clone().with_execution_providers([ep]) {
+            Ok(gb) => {
+                let mut gb = gb;
+                return gb.commit_from_file(model).map(|s| (s, "cuda")).map_err(err);
+            }
+            Err(e) => tracing::warn!("CUDA execution provider unavailable, using the CPU: {e}"),
+        }
+    }
+    #[cfg(not(feature = "ort-cuda"))]
+    if gpu {
+        tracing::warn!("this build has no `ort-cuda` feature; the encoder runs on the CPU");
+    }
+    b.commit_from_file(model).map(|s| (s, "cpu")).map_err(err)
 }

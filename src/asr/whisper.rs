@@ -93,6 +93,16 @@ impl WhisperModel {
         })
     }
 
+    /// Where decoding runs: `cuda` in a build with the `cuda` feature
+    /// (whisper.cpp falls back to the CPU, and logs it, when no GPU is found).
+    pub fn device(&self) -> &'static str {
+        if cfg!(feature = "cuda") {
+            "cuda"
+        } else {
+            "cpu"
+        }
+    }
+
     /// True for a multilingual model.
     pub fn is_multilingual(&self) -> bool {
         self.ctx.is_multilingual()

@@ -3,6 +3,7 @@
 //! Audio inside callpulse is `f32` mono per leg in [-1, 1]; time is a sample
 //! index at a known rate (16 kHz after [`resample`]).
 
+pub mod g711;
 pub mod resample;
 pub mod wav;
 

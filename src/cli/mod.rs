@@ -1,6 +1,7 @@
 //! Subcommands, one file each.
 
 mod bench;
+mod live;
 mod models;
 mod score;
 mod train;
@@ -14,9 +15,10 @@ use callpulse::config::{AsrModel, Config};
 
 /// callpulse: how each party on a support call feels, turn by turn.
 ///
-/// Scores recorded calls (WAV, one or two channels: agent and customer) with
-/// speech recognition (whisper.cpp), prosody and a text sentiment model, all on
-/// this machine. Models are fetched from the package registries on first use.
+/// Scores calls (WAV files, live replays, raw audio on stdin or a microphone;
+/// one or two channels: agent and customer) with speech recognition
+/// (whisper.cpp), prosody and a text sentiment model, all on this machine.
+/// Models are fetched from the package registries on first use.
 #[derive(Parser, Debug)]
 #[command(name = "callpulse", version, propagate_version = true)]
 pub struct Cli {
@@ -88,6 +90,13 @@ impl ModelArgs {
 pub enum Command {
     /// Score recorded calls: per-turn transcript, prosody and sentiment, then a call summary.
     Score(score::ScoreArgs),
+    /// Replay a WAV file in real time (or N× faster), or read raw audio from
+    /// stdin, through the live pipeline: partial and final turns as they happen.
+    Stream(live::StreamArgs),
+    /// Score live audio from a microphone or other input device.
+    Listen(live::ListenArgs),
+    /// List audio input devices (for `listen --device`).
+    Devices,
     /// Fetch, list and locate models.
     Models(models::ModelsArgs),
     /// Train the polarity head.
@@ -109,6 +118,9 @@ pub fn run(cli: Cli) -> Result<i32> {
     let cfg = load_config(&cli.config)?;
     match cli.cmd {
         Command::Score(a) => score::run(cfg, a),
+        Command::Stream(a) => live::stream(cfg, a),
+        Command::Listen(a) => live::listen(cfg, a),
+        Command::Devices => live::devices(),
         Command::Models(a) => models::run(cfg, a),
         Command::Train(a) => train::run_train(cfg, a),
         Command::Eval(a) => train::run_eval(cfg, a),

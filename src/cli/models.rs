@@ -21,6 +21,10 @@ enum ModelsCmd {
         /// Also fetch the labelled sentences used by `train`/`eval`.
         #[arg(long)]
         data: bool,
+        /// Also fetch the GPU build of ONNX Runtime (256 MB; for builds with
+        /// the `ort-cuda` feature, which load it instead of the CPU build).
+        #[arg(long)]
+        gpu: bool,
         /// No progress output.
         #[arg(short, long)]
         quiet: bool,
@@ -45,11 +49,12 @@ pub fn run(mut cfg: Config, a: ModelsArgs) -> Result<i32> {
         ModelsCmd::Fetch {
             models,
             data,
+            gpu,
             quiet,
         } => {
             models.apply(&mut cfg);
             let mut comps = vec![
-                Component::OnnxRuntime,
+                Component::runtime(),
                 Component::SileroVad,
                 Component::SentenceEncoder,
             ];
@@ -57,6 +62,9 @@ pub fn run(mut cfg: Config, a: ModelsArgs) -> Result<i32> {
                 AsrModel::TinyEn => Component::WhisperTinyEn,
                 AsrModel::Base => Component::WhisperBase,
             });
+            if gpu && !comps.contains(&Component::OnnxRuntimeGpu) {
+                comps.push(Component::OnnxRuntimeGpu);
+            }
             if models.asr == Some(AsrModel::Base) {
                 comps.push(Component::WhisperTinyEn);
             }

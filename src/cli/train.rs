@@ -55,7 +55,7 @@ fn encoder(cfg: &Config, data: bool) -> Result<(OnnxEncoder, callpulse::models::
         comps.push(Component::SentimentData);
     }
     let paths = models::ensure(cfg, &comps, false)?;
-    let enc = OnnxEncoder::load(&paths.ort_lib, &paths.encoder, &paths.tokenizer, 2)?;
+    let enc = OnnxEncoder::load(&paths.ort_lib, &paths.encoder, &paths.tokenizer, 2, false)?;
     Ok((enc, paths))
 }
 

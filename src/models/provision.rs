@@ -148,6 +148,15 @@ const ONNXRUNTIME: Package = Package {
     sha256: "5752bd508126ae7c49894d3b9d2e83f0c3d487319246d04c444b393308d7ad7f",
     licence: "MIT",
 };
+/// The GPU build of the runtime (CUDA execution provider), for `ort-cuda` builds.
+const ONNXRUNTIME_GPU: Package = Package {
+    client: Client::PipPlatform,
+    name: "onnxruntime-gpu",
+    version: "1.31.1",
+    file: "onnxruntime_gpu-1.31.1-cp311-cp311-manylinux_2_28_x86_64.whl",
+    sha256: "e26c475fe361b2015f45b4b824bd13f0bb20204e59b62814e6f0acd5f3d491a6",
+    licence: "MIT",
+};
 const SENTIMENT_DATA: Package = Package {
     client: Client::Npm,
     name: "sentiment",
@@ -170,6 +179,8 @@ pub enum Component {
     SileroVad,
     /// The ONNX Runtime shared library.
     OnnxRuntime,
+    /// The GPU build of ONNX Runtime with its CUDA provider libraries.
+    OnnxRuntimeGpu,
     /// UCI labelled sentences (train/eval data for the polarity head).
     SentimentData,
 }
@@ -183,6 +194,7 @@ impl Component {
             Component::SentenceEncoder => "minilm-l6-v2-int8",
             Component::SileroVad => "silero-vad",
             Component::OnnxRuntime => "onnxruntime",
+            Component::OnnxRuntimeGpu => "onnxruntime-gpu",
             Component::SentimentData => "sentiment-data",
         }
     }
@@ -194,14 +206,24 @@ impl Component {
             Component::SentenceEncoder => vec![MINILM_INT8, MINILM_TOKENIZER],
             Component::SileroVad => vec![SILERO],
             Component::OnnxRuntime => vec![ONNXRUNTIME],
+            Component::OnnxRuntimeGpu => vec![ONNXRUNTIME_GPU],
             Component::SentimentData => vec![SENTIMENT_DATA],
+        }
+    }
+
+    /// The runtime library this build loads: the GPU build with `ort-cuda`.
+    pub fn runtime() -> Component {
+        if cfg!(feature = "ort-cuda") {
+            Component::OnnxRuntimeGpu
+        } else {
+            Component::OnnxRuntime
         }
     }
 
     /// What `score` needs with this config.
     pub fn for_scoring(cfg: &Config) -> Vec<Component> {
         let mut v = vec![
-            Component::OnnxRuntime,
+            Component::runtime(),
             Component::SileroVad,
             Component::SentenceEncoder,
         ];
@@ -214,7 +236,7 @@ impl Component {
             });
         }
         if cfg.models.onnxruntime_lib.is_some() || std::env::var_os("CALLPULSE_ORT_LIB").is_some() {
-            v.retain(|c| *c != Component::OnnxRuntime);
+            v.retain(|c| *c != Component::runtime());
         }
         v
     }
@@ -280,7 +302,10 @@ impl ModelPaths {
         let ort_lib = std::env::var_os("CALLPULSE_ORT_LIB")
             .map(PathBuf::from)
             .or_else(|| cfg.models.onnxruntime_lib.clone())
-            .unwrap_or_else(|| dir.join("onnxruntime/libonnxruntime.so.1.31.1"));
+            .unwrap_or_else(|| {
+                dir.join(Component::runtime().name())
+                    .join("libonnxruntime.so.1.31.1")
+            });
         ModelPaths {
             whisper,
             encoder: dir.join("minilm-l6-v2-int8/model.onnx"),
@@ -633,6 +658,20 @@ fn install(dir: &Path, c: Component, quiet: bool) -> Result<InstalledComponent, 
                     "onnxruntime/capi/libonnxruntime.so.1.31.1",
                     &staging.join("libonnxruntime.so.1.31.1"),
                 )?;
+            }
+            Component::OnnxRuntimeGpu => {
+                for f in [
+                    "libonnxruntime.so.1.31.1",
+                    "libonnxruntime_providers_shared.so",
+                    "libonnxruntime_providers_cuda.so",
+                ] {
+                    extract_zip(
+                        &archives[0],
+                        &pkgs[0],
+                        &format!("onnxruntime/capi/{f}"),
+                        &staging.join(f),
+                    )?;
+                }
             }
             Component::SentimentData => {
                 let a = staging.join("amazon.json");

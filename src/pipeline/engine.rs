@@ -1,18 +1,21 @@
+use std::collections::VecDeque;
 use std::path::Path;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use crossbeam_channel::{bounded, Receiver, Sender};
+use crossbeam_channel::{bounded, never, select, Receiver, Sender, TryRecvError, TrySendError};
 
-use super::{CHUNK_FRAMES, QUEUE_CHUNKS, QUEUE_TURNS};
-use crate::asr::{Asr, AsrError, Transcript, WhisperModel};
+use super::agreement::{join, Agreement};
+use super::{CHUNK_FRAMES, QUEUE_CHUNKS, QUEUE_EVENTS, QUEUE_TURNS};
+use crate::asr::{Asr, AsrError, AsrWord, Transcript, WhisperModel};
 use crate::audio::resample::{LegResampler, ResampleError};
-use crate::audio::wav::{WavError, WavSource};
+use crate::audio::wav::WavError;
+use crate::capture::{CaptureError, CaptureShared, Source, WavFile};
 use crate::config::Config;
 use crate::event::{
-    now_unix_ms, Event, PipelineStats, SpeakerSummary, StageMs, SummaryEvent, Timings, TurnEvent,
-    TurnRef, Word, SCHEMA_VERSION,
+    now_unix_ms, Devices, Event, PartialEvent, PipelineStats, QueueStats, SpeakerSummary, StageMs,
+    SummaryEvent, Timings, TurnEvent, TurnRef, Word, SCHEMA_VERSION,
 };
 use crate::models::ModelPaths;
 use crate::prosody::{self, Baseline};
@@ -25,6 +28,12 @@ pub enum EngineError {
     /// Input file problem.
     #[error(transparent)]
     Wav(#[from] WavError),
+    /// Source problem (device, stdin parameters).
+    #[error(transparent)]
+    Capture(#[from] CaptureError),
+    /// The input failed before any audio was read.
+    #[error("{0}")]
+    Input(String),
     /// Resampler.
     #[error(transparent)]
     Resample(#[from] ResampleError),
@@ -65,11 +74,63 @@ pub struct CallOutcome {
     pub input_error: Option<String>,
 }
 
-/// Wall time per stage, accumulated by the pipeline threads (ms).
-#[derive(Debug, Default, Clone)]
-pub struct StageClock {
-    /// Per-stage totals.
-    pub ms: StageMs,
+/// How one run behaves.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Call id written in every event.
+    pub call_id: String,
+    /// Live: emit each event as soon as it is ready (turn ids in emission
+    /// order) with latency timings. Offline: turns sorted by start time at
+    /// the end.
+    pub live: bool,
+    /// Partial cadence (None = no partials).
+    pub partial_interval: Option<Duration>,
+    /// Minimum turn length before the first partial.
+    pub partial_min: Duration,
+    /// Decode settled turns speculatively.
+    pub speculate: bool,
+    /// Stop after this much audio (seconds).
+    pub max_seconds: Option<f64>,
+    /// Set to end capture gracefully (SIGINT/SIGTERM).
+    pub stop: Arc<AtomicBool>,
+    /// Capture ring capacity, seconds of audio.
+    pub ring_seconds: f64,
+    /// Capacity of the finished-turn queue.
+    pub final_queue: usize,
+}
+
+impl RunOptions {
+    /// Offline scoring: no partials, ordered output.
+    pub fn offline(call_id: &str) -> Self {
+        RunOptions {
+            call_id: call_id.into(),
+            live: false,
+            partial_interval: None,
+            partial_min: Duration::from_millis(1500),
+            speculate: false,
+            max_seconds: None,
+            stop: Arc::new(AtomicBool::new(false)),
+            ring_seconds: 2.0,
+            final_queue: QUEUE_TURNS,
+        }
+    }
+
+    /// Live streaming with the `[live]` settings of `cfg`.
+    pub fn live(call_id: &str, cfg: &Config, stop: Arc<AtomicBool>) -> Self {
+        let l = &cfg.live;
+        RunOptions {
+            call_id: call_id.into(),
+            live: true,
+            partial_interval: (l.partial_interval_ms > 0)
+                .then(|| Duration::from_millis(l.partial_interval_ms as u64)),
+            partial_min: Duration::from_millis(l.partial_min_ms as u64),
+            speculate: l.speculate,
+            max_seconds: None,
+            stop,
+            ring_seconds: l.ring_ms as f64 / 1000.0,
+            final_queue: l.final_queue,
+        }
+    }
 }
 
 struct Gauge {
@@ -92,19 +153,77 @@ fn samples_us(n: usize, rate: u32) -> i64 {
     (n as f64 * 1e6 / rate as f64) as i64
 }
 
-/// What the pipeline threads hand back: turns, input error, stage totals,
-/// ASR retries, empty turns.
-type Collected = (Vec<TurnEvent>, Option<String>, StageMs, u32, u32);
+/// High-water marks and counters shared by the stages.
+#[derive(Default)]
+struct Counters {
+    ring_peak: AtomicUsize,
+    chunks_peak: AtomicUsize,
+    finals_peak: AtomicUsize,
+    partials_peak: AtomicUsize,
+    events_peak: AtomicUsize,
+    partials_skipped: AtomicU32,
+    speculative_hits: AtomicU32,
+    asr_retries: AtomicU32,
+    empty_turns: AtomicU32,
+}
 
-struct AsrDone {
+fn high_water<T>(mark: &AtomicUsize, tx: &Sender<T>) {
+    mark.fetch_max(tx.len(), Ordering::Relaxed);
+}
+
+/// 16 kHz audio of one leg and when it entered the pipeline.
+struct Chunk16 {
+    samples: Vec<f32>,
+    seen: Instant,
+}
+
+/// A finished turn for ASR.
+struct FinalJob {
     turn: TurnAudio,
-    transcript: Transcript,
+    /// When the chunk holding the end of speech entered the pipeline.
+    seen: Instant,
     frontend_ms: f32,
-    asr_ms: f32,
+}
+
+/// The open turn's audio so far, for a partial (or speculative) decoding.
+struct PartialJob {
+    leg: u8,
+    seq: u32,
+    speech_start: u64,
+    audio_start: u64,
+    samples: Vec<f32>,
+    seen: Instant,
+    /// The samples are exactly what the final turn will hold if no more speech comes.
+    speculative: bool,
+}
+
+enum AsrOut {
+    Final {
+        job: FinalJob,
+        transcript: Transcript,
+        asr_ms: f32,
+        speculative: bool,
+    },
+    Partial {
+        job: PartialJob,
+        committed: Vec<AsrWord>,
+        tentative: Vec<AsrWord>,
+        asr_ms: f32,
+    },
+}
+
+/// An event with the instant its awaited audio entered the pipeline.
+struct Ready {
+    event: Event,
+    seen: Instant,
 }
 
 fn elapsed_ms(t: Instant) -> f32 {
     t.elapsed().as_secs_f32() * 1000.0
+}
+
+fn join_err(what: &str) -> EngineError {
+    EngineError::Internal(format!("{what} thread panicked"))
 }
 
 impl Engine {
@@ -112,7 +231,13 @@ impl Engine {
     pub fn load(cfg: &Config, paths: &ModelPaths) -> Result<Self, EngineError> {
         let whisper = WhisperModel::load(&paths.whisper, cfg.asr.clone())?;
         let vad = SileroModel::load(&paths.ort_lib, &paths.silero)?;
-        let encoder = OnnxEncoder::load(&paths.ort_lib, &paths.encoder, &paths.tokenizer, 1)?;
+        let encoder = OnnxEncoder::load(
+            &paths.ort_lib,
+            &paths.encoder,
+            &paths.tokenizer,
+            1,
+            cfg!(feature = "ort-cuda"),
+        )?;
         let head = PolarityHead::bundled()?;
         Ok(Engine {
             cfg: cfg.clone(),
@@ -128,8 +253,23 @@ impl Engine {
         &self.encoder
     }
 
-    /// Score a WAV file. Events go to `sink` in call order (turns sorted by
-    /// start time, then the summary); `progress` gets the audio seconds read.
+    /// The configuration the engine was loaded with.
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    /// Where each model runs.
+    pub fn devices(&self) -> Devices {
+        Devices {
+            asr: self.whisper.device().into(),
+            encoder: self.encoder.device().into(),
+            vad: "cpu".into(),
+        }
+    }
+
+    /// Score a WAV file offline. Events go to `sink` in call order (turns
+    /// sorted by start time, then the summary); `progress` gets the audio
+    /// seconds read and the total.
     pub fn score_file(
         &self,
         path: &Path,
@@ -137,236 +277,497 @@ impl Engine {
         sink: &mut dyn FnMut(Event),
         progress: &(dyn Fn(f64, f64) + Sync),
     ) -> Result<CallOutcome, EngineError> {
+        let src = WavFile::open(path)?;
+        let opts = RunOptions::offline(call_id);
+        let prog = |done: f64, total: Option<f64>| progress(done, total.unwrap_or(0.0));
+        self.run(Box::new(src), &opts, sink, &prog)
+            .map_err(|e| match e {
+                EngineError::Input(reason) => EngineError::Wav(WavError::Read {
+                    path: path.to_path_buf(),
+                    frame: 0,
+                    reason,
+                }),
+                e => e,
+            })
+    }
+
+    /// Run one call from `source` through the staged pipeline:
+    ///
+    /// capture → ring → resample → per leg: VAD + turns → ASR → prosody +
+    /// sentiment → `sink` (on the calling thread).
+    pub fn run(
+        &self,
+        source: Box<dyn Source>,
+        opts: &RunOptions,
+        sink: &mut dyn FnMut(Event),
+        progress: &(dyn Fn(f64, Option<f64>) + Sync),
+    ) -> Result<CallOutcome, EngineError> {
         let wall = Instant::now();
-        let mut src = WavSource::open(path)?;
-        let info = src.info();
+        let info = source.info();
         let legs = info.channels as usize;
-        let rate = info.sample_rate;
+        let rate = info.rate;
+        let ring_len = ((opts.ring_seconds * rate as f64) as usize).max(CHUNK_FRAMES) * legs;
+        let (producer, mut consumer) = rtrb::RingBuffer::<f32>::new(ring_len);
+        let shared = Arc::new(CaptureShared::default());
+        let capture = source.start(producer, shared.clone(), opts.stop.clone())?;
         let gauge = Gauge {
             now: AtomicI64::new(0),
             peak: AtomicI64::new(0),
         };
-        let total_s = info.duration_s();
+        let counters = Counters::default();
+        let max_frames = opts.max_seconds.map(|s| (s * rate as f64) as u64);
 
-        let (turn_tx, turn_rx) = bounded::<(TurnAudio, f32)>(QUEUE_TURNS);
-        let (asr_tx, asr_rx) = bounded::<AsrDone>(QUEUE_TURNS);
-        let (ev_tx, ev_rx) = bounded::<TurnEvent>(QUEUE_TURNS);
-        let mut leg_txs: Vec<Sender<Vec<f32>>> = Vec::new();
-        let mut leg_rxs: Vec<Receiver<Vec<f32>>> = Vec::new();
+        let (final_tx, final_rx) = bounded::<FinalJob>(opts.final_queue.max(1));
+        let (partial_tx, partial_rx) = bounded::<PartialJob>(2 * legs);
+        let (asr_tx, asr_rx) = bounded::<AsrOut>(QUEUE_TURNS);
+        let (ev_tx, ev_rx) = bounded::<Ready>(QUEUE_EVENTS);
+        let mut leg_txs: Vec<Sender<Chunk16>> = Vec::new();
+        let mut leg_rxs: Vec<Receiver<Chunk16>> = Vec::new();
         for _ in 0..legs {
-            let (tx, rx) = bounded::<Vec<f32>>(QUEUE_CHUNKS);
+            let (tx, rx) = bounded::<Chunk16>(QUEUE_CHUNKS);
             leg_txs.push(tx);
             leg_rxs.push(rx);
         }
 
-        let result = std::thread::scope(|s| -> Result<Collected, EngineError> {
-            // Reader.
+        let mut turns_out: Vec<TurnEvent> = Vec::new();
+        let mut acc = vec![SpeakerAcc::default(); legs];
+        let mut partials_emitted = 0u32;
+        let mut next_turn_id = 0u32;
+
+        let result = std::thread::scope(|s| -> Result<(&'static str, u64), EngineError> {
+            // Resample: drain the ring, split legs, resample to 16 kHz.
+            let stop = &opts.stop;
             let gauge_r = &gauge;
-            let reader = s.spawn(move || -> Option<String> {
-                let mut bufs: Vec<Vec<f32>> = Vec::new();
-                loop {
-                    match src.read_chunk(CHUNK_FRAMES, &mut bufs) {
-                        Ok(0) => return None,
-                        Ok(n) => {
-                            for (tx, b) in leg_txs.iter().zip(bufs.iter()) {
-                                gauge_r.add(samples_us(n, rate));
-                                if tx.send(b.clone()).is_err() {
-                                    return None;
-                                }
-                            }
-                            progress(src.frames_read() as f64 / rate as f64, total_s);
-                        }
-                        Err(e) => return Some(e.to_string()),
+            let counters_r = &counters;
+            let resample = s.spawn(move || -> Result<(&'static str, u64), EngineError> {
+                let mut rss = (0..legs)
+                    .map(|_| LegResampler::new(rate))
+                    .collect::<Result<Vec<_>, _>>()?;
+                let mut split: Vec<Vec<f32>> = vec![Vec::with_capacity(CHUNK_FRAMES); legs];
+                let mut frames: u64 = 0;
+                let send = |leg: usize, samples: Vec<f32>, seen: Instant| -> bool {
+                    gauge_r.add(samples_us(samples.len(), 16_000));
+                    let ok = leg_txs[leg].send(Chunk16 { samples, seen }).is_ok();
+                    high_water(&counters_r.chunks_peak, &leg_txs[leg]);
+                    ok
+                };
+                let ended = loop {
+                    let abandoned = consumer.is_abandoned();
+                    let avail = consumer.slots();
+                    counters_r
+                        .ring_peak
+                        .fetch_max(avail / legs, Ordering::Relaxed);
+                    let mut n = avail.min(CHUNK_FRAMES * legs) / legs * legs;
+                    if let Some(m) = max_frames {
+                        n = n.min(((m - frames) as usize) * legs);
                     }
+                    if n == 0 {
+                        if max_frames.is_some_and(|m| frames >= m) {
+                            break "limit";
+                        }
+                        if abandoned {
+                            break "eof";
+                        }
+                        if stop.load(Ordering::Relaxed) {
+                            break "signal";
+                        }
+                        std::thread::sleep(Duration::from_millis(2));
+                        continue;
+                    }
+                    let seen = Instant::now();
+                    if let Ok(chunk) = consumer.read_chunk(n) {
+                        let (a, b) = chunk.as_slices();
+                        for l in split.iter_mut() {
+                            l.clear();
+                        }
+                        for (i, v) in a.iter().chain(b.iter()).enumerate() {
+                            split[i % legs].push(*v);
+                        }
+                        chunk.commit_all();
+                    }
+                    frames += (n / legs) as u64;
+                    for (leg, rs) in rss.iter_mut().enumerate() {
+                        let mut out =
+                            Vec::with_capacity(split[leg].len() * 16_000 / rate as usize + 64);
+                        rs.push(&split[leg], &mut out)?;
+                        if !send(leg, out, seen) {
+                            return Ok(("error", frames));
+                        }
+                    }
+                    progress(frames as f64 / rate as f64, info.duration_s);
+                    if stop.load(Ordering::Relaxed) && consumer.slots() == 0 {
+                        break "signal";
+                    }
+                };
+                // Let go of the ring: a live source stops writing.
+                drop(consumer);
+                let seen = Instant::now();
+                for (leg, rs) in rss.iter_mut().enumerate() {
+                    let mut out = Vec::new();
+                    rs.finish(&mut out)?;
+                    send(leg, out, seen);
                 }
+                Ok((ended, frames))
             });
 
-            // Frontends, one per leg.
-            let mut fronts = Vec::new();
+            // Voice activity and turns, one thread per leg.
+            let mut segs = Vec::new();
             for (leg, rx) in leg_rxs.into_iter().enumerate() {
-                let tx = turn_tx.clone();
+                let final_tx = final_tx.clone();
+                let partial_tx = partial_tx.clone();
                 let vad = self.vad.detector();
                 let seg_cfg = self.cfg.segment.clone();
-                let gauge_f = &gauge;
-                fronts.push(s.spawn(move || -> Result<(), EngineError> {
-                    let mut rs = LegResampler::new(rate)?;
+                let gauge_s = &gauge;
+                let counters_s = &counters;
+                let opts_s = opts;
+                segs.push(s.spawn(move || -> Result<(), EngineError> {
                     let mut seg = TurnSegmenter::new(leg as u8, vad, seg_cfg);
-                    let mut buf16 = Vec::with_capacity(CHUNK_FRAMES * 8);
+                    let pad = seg.pad();
                     let mut turns = Vec::new();
                     let mut ms = 0.0f32;
                     let mut held = 0i64;
-                    let forward = |turns: &mut Vec<TurnAudio>, ms: &mut f32| -> bool {
+                    // (16 kHz position after a chunk, when it arrived), recent first-to-last.
+                    let mut marks: VecDeque<(u64, Instant)> = VecDeque::new();
+                    let cadence = opts_s
+                        .partial_interval
+                        .map(|d| (d.as_secs_f64() * 16_000.0) as u64);
+                    let min_partial = (opts_s.partial_min.as_secs_f64() * 16_000.0) as u64;
+                    let mut next_partial: Option<(u32, u64)> = None;
+                    let mut last_spec: Option<(u32, u64)> = None;
+                    let seen_at = |marks: &VecDeque<(u64, Instant)>, pos: u64| -> Instant {
+                        marks
+                            .iter()
+                            .find(|(p, _)| *p >= pos)
+                            .or(marks.back())
+                            .map(|m| m.1)
+                            .unwrap_or_else(Instant::now)
+                    };
+                    let forward = |turns: &mut Vec<TurnAudio>,
+                                   ms: &mut f32,
+                                   marks: &VecDeque<(u64, Instant)>|
+                     -> bool {
                         for t in turns.drain(..) {
-                            gauge_f.add(samples_us(t.samples.len(), 16_000));
-                            if tx.send((t, *ms)).is_err() {
+                            gauge_s.add(samples_us(t.samples.len(), 16_000));
+                            let seen = seen_at(marks, t.end);
+                            let job = FinalJob {
+                                turn: t,
+                                seen,
+                                frontend_ms: *ms,
+                            };
+                            // Policy: finished turns are never dropped; a full
+                            // queue blocks here and backs up into the ring.
+                            if final_tx.send(job).is_err() {
                                 return false;
                             }
+                            high_water(&counters_s.finals_peak, &final_tx);
                             *ms = 0.0;
                         }
                         true
                     };
                     for chunk in rx.iter() {
                         let t0 = Instant::now();
-                        buf16.clear();
-                        rs.push(&chunk, &mut buf16)?;
-                        seg.push(&buf16, &mut turns)?;
+                        seg.push(&chunk.samples, &mut turns)?;
                         ms += elapsed_ms(t0);
-                        gauge_f.sub(samples_us(chunk.len(), rate));
+                        gauge_s.sub(samples_us(chunk.samples.len(), 16_000));
                         let now_held = samples_us(seg.buffered_samples(), 16_000);
-                        gauge_f.add(now_held - held);
+                        gauge_s.add(now_held - held);
                         held = now_held;
-                        if !forward(&mut turns, &mut ms) {
+                        let pos = seg.position();
+                        marks.push_back((pos, chunk.seen));
+                        let keep_from = seg
+                            .open_turn()
+                            .map(|o| o.last_speech_end)
+                            .unwrap_or(pos)
+                            .saturating_sub(16_000);
+                        while marks.len() > 1 && marks[1].0 < keep_from {
+                            marks.pop_front();
+                        }
+                        if !forward(&mut turns, &mut ms, &marks) {
                             return Ok(());
+                        }
+                        let Some(open) = seg.open_turn() else {
+                            continue;
+                        };
+                        let mut job = None;
+                        if opts_s.speculate {
+                            if let Some(audio) = open.settled_audio(pad) {
+                                let key = (open.seq, open.last_speech_end);
+                                if last_spec != Some(key) {
+                                    last_spec = Some(key);
+                                    job = Some((audio.to_vec(), true));
+                                }
+                            }
+                        }
+                        if let (None, Some(cad)) = (&job, cadence) {
+                            let due = match next_partial {
+                                Some((seq, at)) if seq == open.seq => at,
+                                _ => {
+                                    let at = open.speech_start + min_partial.max(cad);
+                                    next_partial = Some((open.seq, at));
+                                    at
+                                }
+                            };
+                            if pos >= due && open.silence < pad {
+                                next_partial = Some((open.seq, pos + cad));
+                                job = Some((open.samples.to_vec(), false));
+                            }
+                        }
+                        if let Some((samples, speculative)) = job {
+                            let pj = PartialJob {
+                                leg: leg as u8,
+                                seq: open.seq,
+                                speech_start: open.speech_start,
+                                audio_start: open.audio_start,
+                                samples,
+                                seen: chunk.seen,
+                                speculative,
+                            };
+                            // Policy: partials are best effort; a full queue skips them.
+                            match partial_tx.try_send(pj) {
+                                Ok(()) => high_water(&counters_s.partials_peak, &partial_tx),
+                                Err(TrySendError::Full(_)) => {
+                                    counters_s.partials_skipped.fetch_add(1, Ordering::Relaxed);
+                                }
+                                Err(TrySendError::Disconnected(_)) => return Ok(()),
+                            }
                         }
                     }
                     let t0 = Instant::now();
-                    buf16.clear();
-                    rs.finish(&mut buf16)?;
-                    seg.push(&buf16, &mut turns)?;
                     seg.finish(&mut turns)?;
                     ms += elapsed_ms(t0);
-                    gauge_f.sub(held);
-                    forward(&mut turns, &mut ms);
+                    gauge_s.sub(held);
+                    forward(&mut turns, &mut ms, &marks);
                     Ok(())
                 }));
             }
-            drop(turn_tx);
+            drop(final_tx);
+            drop(partial_tx);
 
-            // ASR.
+            // ASR: finished turns first; partials when nothing else waits.
             let whisper = self.whisper.clone();
-            let asr = s.spawn(move || -> Result<u32, EngineError> {
-                let mut rec = whisper.recognizer()?;
-                let mut retries = 0;
-                for (turn, frontend_ms) in turn_rx.iter() {
-                    let t0 = Instant::now();
-                    let transcript = rec.transcribe(&turn.samples)?;
-                    if transcript.retried {
-                        retries += 1;
+            let counters_a = &counters;
+            let asr = s.spawn(move || -> Result<(), EngineError> {
+                let mut w = AsrWorker::new(whisper.recognizer()?, legs, counters_a);
+                w.emit_partials = opts.partial_interval.is_some();
+                let mut partial_rx = partial_rx;
+                loop {
+                    loop {
+                        match partial_rx.try_recv() {
+                            Ok(p) => w.stash(p),
+                            Err(TryRecvError::Empty) => break,
+                            Err(TryRecvError::Disconnected) => {
+                                partial_rx = never();
+                                break;
+                            }
+                        }
                     }
-                    let done = AsrDone {
-                        turn,
-                        transcript,
-                        frontend_ms,
-                        asr_ms: elapsed_ms(t0),
+                    let next = match final_rx.try_recv() {
+                        Ok(f) => Next::Final(f),
+                        Err(TryRecvError::Disconnected) => break,
+                        Err(TryRecvError::Empty) => match w.take_partial() {
+                            Some(p) => Next::Partial(p),
+                            None => select! {
+                                recv(final_rx) -> f => f.map(Next::Final).unwrap_or(Next::End),
+                                recv(partial_rx) -> p => p.map(Next::Stash).unwrap_or(Next::PartialsClosed),
+                            },
+                        },
                     };
-                    if asr_tx.send(done).is_err() {
+                    let out = match next {
+                        Next::Final(f) => w.final_turn(f)?,
+                        Next::Partial(p) => match w.partial(p)? {
+                            Some(out) => out,
+                            None => continue,
+                        },
+                        Next::Stash(p) => {
+                            w.stash(p);
+                            continue;
+                        }
+                        Next::PartialsClosed => {
+                            partial_rx = never();
+                            continue;
+                        }
+                        Next::End => break,
+                    };
+                    if asr_tx.send(out).is_err() {
                         break;
                     }
                 }
-                Ok(retries)
+                Ok(())
             });
 
             // Analysis: prosody + sentiment.
             let roles = self.cfg.roles.clone();
             let encoder = self.encoder.clone();
             let head = self.head.clone();
-            let call = call_id.to_string();
+            let call = opts.call_id.clone();
             let gauge_a = &gauge;
-            let analysis = s.spawn(move || -> Result<u32, EngineError> {
+            let counters_n = &counters;
+            let analysis = s.spawn(move || -> Result<(), EngineError> {
                 let mut baselines: Vec<Baseline> = vec![Baseline::default(); legs];
-                let mut empty = 0;
-                for done in asr_rx.iter() {
-                    let AsrDone {
-                        turn,
-                        transcript,
-                        frontend_ms,
-                        asr_ms,
-                    } = done;
-                    gauge_a.sub(samples_us(turn.samples.len(), 16_000));
-                    if transcript.words.is_empty() {
-                        empty += 1;
-                        continue;
+                let role = |leg: usize| {
+                    if legs == 1 {
+                        roles.mono
+                    } else {
+                        roles.role(leg, legs)
                     }
-                    let mut ev = analyse(
-                        &call,
-                        &turn,
-                        transcript,
-                        &roles,
-                        legs,
-                        &mut baselines,
-                        &encoder,
-                        &head,
-                    )?;
-                    ev.timings.stage_ms.frontend = round1(frontend_ms);
-                    ev.timings.stage_ms.asr = round1(asr_ms);
-                    if ev_tx.send(ev).is_err() {
+                };
+                for out in asr_rx.iter() {
+                    let ready = match out {
+                        AsrOut::Final {
+                            job,
+                            transcript,
+                            asr_ms,
+                            speculative,
+                        } => {
+                            gauge_a.sub(samples_us(job.turn.samples.len(), 16_000));
+                            if transcript.words.is_empty() {
+                                counters_n.empty_turns.fetch_add(1, Ordering::Relaxed);
+                                continue;
+                            }
+                            let mut ev = analyse(
+                                &call,
+                                &job.turn,
+                                transcript,
+                                role(job.turn.leg as usize),
+                                &mut baselines,
+                                &encoder,
+                                &head,
+                            )?;
+                            ev.timings.stage_ms.frontend = round1(job.frontend_ms);
+                            ev.timings.stage_ms.asr = round1(asr_ms);
+                            ev.timings.speculative = speculative;
+                            Ready {
+                                event: Event::Turn(ev),
+                                seen: job.seen,
+                            }
+                        }
+                        AsrOut::Partial {
+                            job,
+                            committed,
+                            tentative,
+                            asr_ms,
+                        } => {
+                            let mut all = committed.clone();
+                            all.extend(tentative.iter().cloned());
+                            let text = join(&all);
+                            if text.is_empty() {
+                                continue;
+                            }
+                            let t1 = Instant::now();
+                            let emb = encoder.embed(&[text.as_str()])?;
+                            let polarity =
+                                head.polarity(emb.first().map(|v| v.as_slice()).unwrap_or(&[]));
+                            let sentiment_ms = elapsed_ms(t1);
+                            let audio_end =
+                                (job.audio_start + job.samples.len() as u64) as f64 / 16_000.0;
+                            Ready {
+                                event: Event::Partial(PartialEvent {
+                                    schema: SCHEMA_VERSION.into(),
+                                    call_id: call.clone(),
+                                    leg: job.leg,
+                                    role: role(job.leg as usize),
+                                    seq: job.seq,
+                                    start: round3(job.speech_start as f64 / 16_000.0),
+                                    text,
+                                    committed: join(&committed),
+                                    tentative: join(&tentative),
+                                    polarity,
+                                    timings: Timings {
+                                        audio_end: round3(audio_end),
+                                        emitted_unix_ms: 0,
+                                        stage_ms: StageMs {
+                                            frontend: 0.0,
+                                            asr: round1(asr_ms),
+                                            prosody: 0.0,
+                                            sentiment: round1(sentiment_ms),
+                                        },
+                                        latency_ms: None,
+                                        speculative: job.speculative,
+                                    },
+                                }),
+                                seen: job.seen,
+                            }
+                        }
+                    };
+                    if ev_tx.send(ready).is_err() {
                         break;
                     }
+                    high_water(&counters_n.events_peak, &ev_tx);
                 }
-                Ok(empty)
+                Ok(())
             });
 
-            let mut events: Vec<TurnEvent> = ev_rx.iter().collect();
-            let input_error = reader
-                .join()
-                .map_err(|_| EngineError::Internal("reader thread panicked".into()))?;
-            for f in fronts {
-                f.join()
-                    .map_err(|_| EngineError::Internal("frontend thread panicked".into()))??;
+            // Sink, on this thread: live events go out as they come.
+            for ready in ev_rx.iter() {
+                let Ready { event, seen } = ready;
+                match event {
+                    Event::Turn(mut t) => {
+                        if opts.live {
+                            t.turn_id = next_turn_id;
+                            next_turn_id += 1;
+                            t.timings.emitted_unix_ms = now_unix_ms();
+                            t.timings.latency_ms = Some(round1(elapsed_ms(seen)));
+                            acc[t.leg as usize].add(&t);
+                            sink(Event::Turn(t));
+                        } else {
+                            turns_out.push(t);
+                        }
+                    }
+                    Event::Partial(mut p) => {
+                        p.timings.emitted_unix_ms = now_unix_ms();
+                        p.timings.latency_ms = Some(round1(elapsed_ms(seen)));
+                        partials_emitted += 1;
+                        sink(Event::Partial(p));
+                    }
+                    Event::Summary(_) => {}
+                }
             }
-            let retries = asr
-                .join()
-                .map_err(|_| EngineError::Internal("ASR thread panicked".into()))??;
-            let empty = analysis
-                .join()
-                .map_err(|_| EngineError::Internal("analysis thread panicked".into()))??;
-            events.sort_by(|a, b| a.start.total_cmp(&b.start).then(a.leg.cmp(&b.leg)));
-            let mut totals = StageMs::default();
-            for (i, e) in events.iter_mut().enumerate() {
-                e.turn_id = i as u32;
-                totals.frontend += e.timings.stage_ms.frontend;
-                totals.asr += e.timings.stage_ms.asr;
-                totals.prosody += e.timings.stage_ms.prosody;
-                totals.sentiment += e.timings.stage_ms.sentiment;
+            let ended = resample.join().map_err(|_| join_err("resample"))??;
+            for sg in segs {
+                sg.join().map_err(|_| join_err("segmentation"))??;
             }
-            Ok((events, input_error, totals, retries, empty))
+            asr.join().map_err(|_| join_err("ASR"))??;
+            analysis.join().map_err(|_| join_err("analysis"))??;
+            Ok(ended)
         });
-        let (events, input_error, totals, retries, empty) = result?;
+        drop(capture);
+        let (mut ended, frames) = result?;
+        let input_error = shared.error.lock().ok().and_then(|g| g.clone());
+        if input_error.is_some() {
+            ended = "error";
+        }
         // An input that failed before any audio is an error for the whole call.
         if let Some(e) = &input_error {
-            if events.is_empty() && gauge.peak.load(Ordering::Relaxed) == 0 {
-                return Err(EngineError::Wav(WavError::Read {
-                    path: path.to_path_buf(),
-                    frame: 0,
-                    reason: e.clone(),
-                }));
+            if frames == 0 {
+                return Err(EngineError::Input(e.clone()));
             }
         }
-        let duration = info.duration_s();
+        if !opts.live {
+            turns_out.sort_by(|a, b| a.start.total_cmp(&b.start).then(a.leg.cmp(&b.leg)));
+            for (i, t) in turns_out.iter_mut().enumerate() {
+                t.turn_id = i as u32;
+                acc[t.leg as usize].add(t);
+            }
+            for mut t in turns_out.drain(..) {
+                t.timings.emitted_unix_ms = now_unix_ms();
+                sink(Event::Turn(t));
+            }
+        }
+        let mut totals = StageMs::default();
         let mut speakers = Vec::new();
-        for leg in 0..legs {
-            let mine: Vec<&TurnEvent> = events.iter().filter(|e| e.leg as usize == leg).collect();
-            let scores: Vec<f32> = mine.iter().map(|e| e.polarity.score).collect();
-            speakers.push(SpeakerSummary {
-                leg: leg as u8,
-                role: self.cfg.roles.role(leg, legs),
-                turns: mine.len() as u32,
-                talk_time: round3(mine.iter().map(|e| e.end - e.start).sum::<f64>() + 0.0),
-                mean_sentiment: if scores.is_empty() {
-                    None
-                } else {
-                    Some(round3f(scores.iter().sum::<f32>() / scores.len() as f32))
-                },
-                last_sentiment: scores.last().copied(),
-                most_negative_turn: mine
-                    .iter()
-                    .min_by(|a, b| a.polarity.score.total_cmp(&b.polarity.score))
-                    .map(|e| TurnRef {
-                        turn_id: e.turn_id,
-                        score: e.polarity.score,
-                        start: e.start,
-                    }),
-            });
+        for (leg, a) in acc.iter().enumerate() {
+            totals.frontend += a.ms.frontend;
+            totals.asr += a.ms.asr;
+            totals.prosody += a.ms.prosody;
+            totals.sentiment += a.ms.sentiment;
+            speakers.push(a.summary(leg as u8, self.cfg.roles.role(leg, legs)));
         }
-        let n_turns = events.len() as u32;
-        for e in events {
-            let mut e = e;
-            e.timings.emitted_unix_ms = now_unix_ms();
-            sink(Event::Turn(e));
-        }
+        let n_turns = acc.iter().map(|a| a.turns).sum();
+        let duration = frames as f64 / rate as f64;
+        let c = &counters;
         let summary = SummaryEvent {
             schema: SCHEMA_VERSION.into(),
-            call_id: call_id.into(),
+            call_id: opts.call_id.clone(),
             duration: round3(duration),
             turns: n_turns,
             speakers,
@@ -379,9 +780,24 @@ impl Engine {
                     sentiment: round1(totals.sentiment),
                 },
                 peak_buffered_audio_s: round3(gauge.peak.load(Ordering::Relaxed) as f64 / 1e6),
-                empty_turns: empty,
-                asr_retries: retries,
+                empty_turns: c.empty_turns.load(Ordering::Relaxed),
+                asr_retries: c.asr_retries.load(Ordering::Relaxed),
                 input_error: input_error.clone(),
+                ended: ended.into(),
+                frames_captured: shared.frames.load(Ordering::Relaxed),
+                frames_dropped: shared.dropped.load(Ordering::Relaxed),
+                partials_emitted,
+                partials_skipped: c.partials_skipped.load(Ordering::Relaxed),
+                speculative_hits: c.speculative_hits.load(Ordering::Relaxed),
+                queues: QueueStats {
+                    ring_capacity_s: round3((ring_len / legs) as f64 / rate as f64),
+                    ring_peak_s: round3(c.ring_peak.load(Ordering::Relaxed) as f64 / rate as f64),
+                    chunks_peak: c.chunks_peak.load(Ordering::Relaxed),
+                    finals_peak: c.finals_peak.load(Ordering::Relaxed),
+                    partials_peak: c.partials_peak.load(Ordering::Relaxed),
+                    events_peak: c.events_peak.load(Ordering::Relaxed),
+                },
+                devices: self.devices(),
             },
         };
         sink(Event::Summary(summary.clone()));
@@ -392,13 +808,195 @@ impl Engine {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
+enum Next {
+    Final(FinalJob),
+    Partial(PartialJob),
+    Stash(PartialJob),
+    PartialsClosed,
+    End,
+}
+
+/// A speculative decoding kept until its turn is final: (seq, audio start,
+/// sample count, transcript, ms).
+type Speculation = (u32, u64, usize, Transcript, f32);
+
+/// The ASR stage's state: one recogniser, per-leg partial slots, agreement
+/// and speculation.
+struct AsrWorker<'a, A: Asr> {
+    rec: A,
+    pending: Vec<Option<PartialJob>>,
+    done_seq: Vec<Option<u32>>,
+    agreements: Vec<Agreement>,
+    spec: Vec<Option<Speculation>>,
+    counters: &'a Counters,
+    /// Emit partial results (speculative decodings are kept either way).
+    emit_partials: bool,
+}
+
+impl<'a, A: Asr> AsrWorker<'a, A> {
+    fn new(rec: A, legs: usize, counters: &'a Counters) -> Self {
+        AsrWorker {
+            rec,
+            pending: (0..legs).map(|_| None).collect(),
+            done_seq: vec![None; legs],
+            agreements: vec![Agreement::default(); legs],
+            spec: (0..legs).map(|_| None).collect(),
+            counters,
+            emit_partials: true,
+        }
+    }
+
+    fn skip(&self) {
+        self.counters
+            .partials_skipped
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Keep the newest request per leg; a speculative one is not displaced by
+    /// a plain partial of the same turn.
+    fn stash(&mut self, p: PartialJob) {
+        let slot = &mut self.pending[p.leg as usize];
+        let keep_old = slot
+            .as_ref()
+            .is_some_and(|o| o.speculative && !p.speculative && o.seq == p.seq);
+        let had = slot.is_some();
+        if !keep_old {
+            *slot = Some(p);
+        }
+        if had {
+            self.skip();
+        }
+    }
+
+    /// The request that has waited longest, dropping stale ones.
+    fn take_partial(&mut self) -> Option<PartialJob> {
+        loop {
+            let leg = self
+                .pending
+                .iter()
+                .enumerate()
+                .filter_map(|(i, p)| p.as_ref().map(|p| (i, p.seen)))
+                .min_by_key(|x| x.1)?
+                .0;
+            let p = self.pending[leg].take()?;
+            if self.done_seq[leg].is_some_and(|d| p.seq <= d) {
+                self.skip();
+                continue;
+            }
+            return Some(p);
+        }
+    }
+
+    fn final_turn(&mut self, job: FinalJob) -> Result<AsrOut, EngineError> {
+        let leg = job.turn.leg as usize;
+        let t0 = Instant::now();
+        let cached = self.spec[leg].take().filter(|c| {
+            c.0 == job.turn.seq && c.1 == job.turn.audio_start && c.2 == job.turn.samples.len()
+        });
+        let (transcript, asr_ms, speculative) = match cached {
+            Some(c) => {
+                self.counters
+                    .speculative_hits
+                    .fetch_add(1, Ordering::Relaxed);
+                (c.3, c.4, true)
+            }
+            None => {
+                let t = self.rec.transcribe(&job.turn.samples)?;
+                (t, elapsed_ms(t0), false)
+            }
+        };
+        if transcript.retried {
+            self.counters.asr_retries.fetch_add(1, Ordering::Relaxed);
+        }
+        self.done_seq[leg] = Some(job.turn.seq);
+        if self.pending[leg]
+            .as_ref()
+            .is_some_and(|p| p.seq <= job.turn.seq)
+        {
+            self.pending[leg] = None;
+            self.skip();
+        }
+        Ok(AsrOut::Final {
+            job,
+            transcript,
+            asr_ms,
+            speculative,
+        })
+    }
+
+    fn partial(&mut self, p: PartialJob) -> Result<Option<AsrOut>, EngineError> {
+        let leg = p.leg as usize;
+        let t0 = Instant::now();
+        let t = self.rec.transcribe(&p.samples)?;
+        let asr_ms = elapsed_ms(t0);
+        let (committed, tentative) = self.agreements[leg].update(p.seq, &t.words);
+        if p.speculative {
+            self.spec[leg] = Some((p.seq, p.audio_start, p.samples.len(), t, asr_ms));
+        }
+        if !self.emit_partials {
+            return Ok(None);
+        }
+        Ok(Some(AsrOut::Partial {
+            job: p,
+            committed,
+            tentative,
+            asr_ms,
+        }))
+    }
+}
+
+/// Running per-speaker totals for the summary (no event is kept).
+#[derive(Debug, Clone, Default)]
+struct SpeakerAcc {
+    turns: u32,
+    talk_time: f64,
+    score_sum: f32,
+    last: Option<f32>,
+    most_negative: Option<TurnRef>,
+    ms: StageMs,
+}
+
+impl SpeakerAcc {
+    fn add(&mut self, t: &TurnEvent) {
+        self.turns += 1;
+        self.talk_time += t.end - t.start;
+        self.score_sum += t.polarity.score;
+        self.last = Some(t.polarity.score);
+        if self
+            .most_negative
+            .as_ref()
+            .is_none_or(|m| t.polarity.score < m.score)
+        {
+            self.most_negative = Some(TurnRef {
+                turn_id: t.turn_id,
+                score: t.polarity.score,
+                start: t.start,
+            });
+        }
+        self.ms.frontend += t.timings.stage_ms.frontend;
+        self.ms.asr += t.timings.stage_ms.asr;
+        self.ms.prosody += t.timings.stage_ms.prosody;
+        self.ms.sentiment += t.timings.stage_ms.sentiment;
+    }
+
+    fn summary(&self, leg: u8, role: crate::event::Role) -> SpeakerSummary {
+        SpeakerSummary {
+            leg,
+            role,
+            turns: self.turns,
+            talk_time: round3(self.talk_time + 0.0),
+            mean_sentiment: (self.turns > 0).then(|| round3f(self.score_sum / self.turns as f32)),
+            last_sentiment: self.last,
+            most_negative_turn: self.most_negative.clone(),
+        }
+    }
+}
+
 fn analyse(
     call: &str,
     turn: &TurnAudio,
     transcript: Transcript,
-    roles: &crate::config::RolesConfig,
-    legs: usize,
+    role: crate::event::Role,
     baselines: &mut [Baseline],
     encoder: &OnnxEncoder,
     head: &PolarityHead,
@@ -438,11 +1036,8 @@ fn analyse(
         call_id: call.into(),
         turn_id: 0,
         leg: turn.leg,
-        role: if legs == 1 {
-            roles.mono
-        } else {
-            roles.role(leg, legs)
-        },
+        seq: turn.seq,
+        role,
         start: round3(turn.start as f64 / 16_000.0),
         end: round3(turn.end as f64 / 16_000.0),
         text: transcript.text,
@@ -459,6 +1054,8 @@ fn analyse(
                 prosody: round1(prosody_ms),
                 sentiment: round1(sentiment_ms),
             },
+            latency_ms: None,
+            speculative: false,
         },
     })
 }

@@ -1,22 +1,40 @@
-//! The staged pipeline: threads joined by bounded crossbeam channels.
+//! The staged pipeline: one thread per stage, joined by a lock-free ring and
+//! bounded crossbeam channels.
 //!
 //! ```text
-//! reader ──chunks──▶ frontend (per leg: resample → VAD → turns) ──turns──▶ ASR ──▶ analysis (prosody + sentiment) ──▶ collector ──▶ sink
+//! capture ─ring─▶ resample ─chunks─▶ segment (per leg: VAD → turns) ─finals──▶ ASR ─▶ analysis ─events─▶ sink
+//!                                                               └──partials─┘      (prosody + sentiment)
 //! ```
 //!
-//! Offline scoring uses blocking backpressure on every queue: a full queue
-//! stalls the stage before it, so nothing is dropped and memory stays bounded
-//! by the queue capacities (see [`QUEUE_CHUNKS`], [`QUEUE_TURNS`]).
+//! Policies when a queue is full:
+//!
+//! | queue | capacity | when full |
+//! |---|---|---|
+//! | capture ring | `live.ring_ms` of audio (2 s offline) | live sources drop the frames and count them (`frames_dropped`); files and stdin wait |
+//! | resampled chunks, per leg | [`QUEUE_CHUNKS`] | the resample stage waits (the ring absorbs it) |
+//! | finished turns | `live.final_queue` ([`QUEUE_TURNS`] offline) | the segmenter waits: turns are never dropped; the wait backs up into the ring |
+//! | partial requests | 2 per leg | skipped and counted (`partials_skipped`); the ASR stage also keeps only the newest per leg and drops those of turns already final |
+//! | ASR results, events | [`QUEUE_TURNS`], [`QUEUE_EVENTS`] | the producer waits: events are never dropped |
+//!
+//! So under overload, partials go first; final turns queue; only when the
+//! turn queue is full does live capture lose audio, and then it is counted.
+//! Memory is bounded by these capacities (at most `final_queue` turns of up
+//! to `segment.max_turn_s` each).
+//!
+//! Offline (`score`): the same stages, with backpressure everywhere, no
+//! partials, output sorted by start time.
 
+mod agreement;
 mod engine;
 
-pub use engine::{CallOutcome, Engine, EngineError, StageClock};
+pub use agreement::Agreement;
+pub use engine::{CallOutcome, Engine, EngineError, RunOptions};
 
-/// Capacity of each reader → frontend queue, in chunks of [`CHUNK_FRAMES`].
-/// Full: the reader blocks (offline).
+/// Capacity of each resample → segment queue, in chunks.
 pub const QUEUE_CHUNKS: usize = 8;
-/// Capacity of the turn queues (frontend → ASR → analysis). Full: the
-/// upstream stage blocks (offline).
+/// Capacity of the turn queues offline (segment → ASR → analysis).
 pub const QUEUE_TURNS: usize = 4;
-/// Frames read from the source per chunk.
+/// Capacity of the analysis → sink queue.
+pub const QUEUE_EVENTS: usize = 64;
+/// Most frames taken from the ring at once.
 pub const CHUNK_FRAMES: usize = 4096;

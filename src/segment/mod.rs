@@ -9,5 +9,5 @@
 mod turns;
 mod vad;
 
-pub use turns::{SegmentConfig, TurnAudio, TurnSegmenter};
+pub use turns::{OpenTurn, SegmentConfig, TurnAudio, TurnSegmenter};
 pub use vad::{EnergyVad, SileroModel, SileroVad, VadError, VoiceDetector, FRAME};

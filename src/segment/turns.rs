@@ -72,6 +72,39 @@ pub struct TurnAudio {
     pub frame_speech: Vec<bool>,
     /// True when the turn was cut at the maximum length and continues.
     pub forced_split: bool,
+    /// Turn number on this leg, from 0 (shared with the partials of the open turn).
+    pub seq: u32,
+}
+
+/// A view of the turn being spoken now (for partial results).
+#[derive(Debug)]
+pub struct OpenTurn<'a> {
+    /// Turn number on this leg (the final turn will carry the same).
+    pub seq: u32,
+    /// Index of `samples[0]`.
+    pub audio_start: u64,
+    /// First speech sample.
+    pub speech_start: u64,
+    /// One past the last speech sample so far.
+    pub last_speech_end: u64,
+    /// Silence since the last speech, samples.
+    pub silence: usize,
+    /// Enough speech for the turn to be kept if it ended now.
+    pub long_enough: bool,
+    /// The audio so far, with the leading pad.
+    pub samples: &'a [f32],
+}
+
+impl OpenTurn<'_> {
+    /// The audio the final turn will carry if no more speech comes:
+    /// up to the last speech plus the pad, once that much silence has passed.
+    pub fn settled_audio(&self, pad: usize) -> Option<&[f32]> {
+        if self.silence < pad || !self.long_enough {
+            return None;
+        }
+        let n = (self.last_speech_end + pad as u64 - self.audio_start) as usize;
+        self.samples.get(..n)
+    }
 }
 
 /// Cuts one leg's 16 kHz stream into turns.
@@ -91,6 +124,7 @@ pub struct TurnSegmenter<V: VoiceDetector> {
     speech_frames: usize,
     flags: Vec<bool>,
     last_turn_end: u64,
+    seq: u32,
 }
 
 impl<V: VoiceDetector> TurnSegmenter<V> {
@@ -112,16 +146,34 @@ impl<V: VoiceDetector> TurnSegmenter<V> {
             speech_frames: 0,
             flags: Vec::new(),
             last_turn_end: 0,
+            seq: 0,
         }
     }
 
-    fn pad(&self) -> usize {
+    /// The pad kept after the speech, samples.
+    pub fn pad(&self) -> usize {
         self.cfg.pad_ms as usize * 16
     }
 
     /// Samples held (pending frame, pre-roll and the open turn).
     pub fn buffered_samples(&self) -> usize {
         self.pending.len() + self.preroll.len() + self.buf.len()
+    }
+
+    /// The open turn, if someone is speaking (or pausing inside a turn).
+    pub fn open_turn(&self) -> Option<OpenTurn<'_>> {
+        if !self.in_turn {
+            return None;
+        }
+        Some(OpenTurn {
+            seq: self.seq,
+            audio_start: self.audio_start,
+            speech_start: self.speech_start,
+            last_speech_end: self.last_speech_end,
+            silence: self.silence_run,
+            long_enough: self.speech_frames * FRAME >= self.cfg.min_speech_ms as usize * 16,
+            samples: &self.buf,
+        })
     }
 
     /// Samples consumed so far (the leg's audio clock at 16 kHz).
@@ -217,9 +269,11 @@ impl<V: VoiceDetector> TurnSegmenter<V> {
                 samples: std::mem::take(&mut self.buf),
                 frame_speech: std::mem::take(&mut self.flags),
                 forced_split: forced,
+                seq: self.seq,
             });
             self.last_turn_end = audio_end;
         }
+        self.seq += 1;
         self.buf.clear();
         self.flags.clear();
         self.preroll.clear();

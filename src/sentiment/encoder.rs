@@ -40,6 +40,7 @@ pub trait TextEncoder: Send + Sync {
 pub struct OnnxEncoder {
     session: Arc<Mutex<ort::session::Session>>,
     tokenizer: Arc<Tokenizer>,
+    device: &'static str,
 }
 
 impl OnnxEncoder {
@@ -49,8 +50,9 @@ impl OnnxEncoder {
         model: &Path,
         tokenizer: &Path,
         threads: usize,
+        gpu: bool,
     ) -> Result<Self, EncoderError> {
-        let session = runtime::session(ort_lib, model, threads)?;
+        let (session, device) = runtime::session_on(ort_lib, model, threads, gpu)?;
         let mut tok = Tokenizer::from_file(tokenizer).map_err(|e| EncoderError::Tokenizer {
             path: tokenizer.to_path_buf(),
             reason: e.to_string(),
@@ -67,7 +69,13 @@ impl OnnxEncoder {
         Ok(OnnxEncoder {
             session: Arc::new(Mutex::new(session)),
             tokenizer: Arc::new(tok),
+            device,
         })
+    }
+
+    /// Where the model runs (`cpu` or `cuda`).
+    pub fn device(&self) -> &'static str {
+        self.device
     }
 }
 

@@ -134,6 +134,18 @@ impl<W: Write> EventWriter<W> {
                         t.text
                     )?;
                 }
+                Event::Partial(p) => {
+                    writeln!(
+                        self.out,
+                        "{:<11} {:<8} ~{:<7} {:>6.2} {:>5}  {} …",
+                        mmss(p.start),
+                        p.role.as_str(),
+                        p.polarity.label.as_str(),
+                        p.polarity.score,
+                        "",
+                        p.text
+                    )?;
+                }
                 Event::Summary(s) => {
                     writeln!(
                         self.out,
@@ -161,6 +173,11 @@ impl<W: Write> EventWriter<W> {
             },
         }
         Ok(())
+    }
+
+    /// Flush what was written (live output: after every event).
+    pub fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
     }
 
     /// Close the output (ends the JSON array) and flush.
