@@ -19,6 +19,12 @@ Files written next to this script:
     call_escalation_8k.wav       escalation call through G.711 mu-law @ 8 kHz,
                                  back to s16le, 8 kHz, 2 ch
     call_escalation_8k.script.json
+    call_signals.wav             sarcasm, a mixed turn, a card number and an
+                                 e-mail address spoken as words
+    call_signals.script.json
+    call_prosody.wav             one customer; the same sentence calm, angry
+                                 and resigned after a calm baseline
+    call_prosody.script.json
 
 Each script lists every turn with the exact time span (seconds) in which that
 turn's speech sits in the file: espeak-ng's own leading/trailing silence is
@@ -40,7 +46,7 @@ LEAD_IN = 0.5          # seconds of noise floor before the first turn
 TAIL = 1.0             # seconds of noise floor after the last turn
 NOISE_DBFS = -60.0     # RMS of the noise floor on both channels
 PEAK_LIMIT = 0.90      # speech peaks (full scale = 1.0) must stay below this
-MAX_BYTES = int(os.environ.get("FIXTURE_MAX_BYTES", 2_700_000)) # size cap for each 16 kHz stereo file
+MAX_BYTES = int(os.environ.get("FIXTURE_MAX_BYTES", 3_000_000)) # size cap for each 16 kHz stereo file
 
 AGENT_VOICE = "en-us+m3"
 CUSTOMER_VOICE = "en-us"
@@ -51,6 +57,8 @@ CUST_CALM = {"voice": CUSTOMER_VOICE, "amplitude": 65, "pitch": 45, "speed": 170
 CUST_CHEERFUL = {"voice": CUSTOMER_VOICE, "amplitude": 70, "pitch": 55, "speed": 175}
 CUST_FRUSTRATED = {"voice": CUSTOMER_VOICE, "amplitude": 85, "pitch": 60, "speed": 175}
 CUST_ANGRY = {"voice": CUSTOMER_VOICE, "amplitude": 105, "pitch": 72, "speed": 190}
+# Quiet, low and slow: the resigned voice of the prosody-control fixture.
+CUST_RESIGNED = {"voice": CUSTOMER_VOICE, "amplitude": 35, "pitch": 30, "speed": 125}
 
 # Gaps (seconds) between the end of one turn and the start of the next,
 # cycled in order.  All within 0.8 - 1.5 s.
@@ -101,6 +109,48 @@ CALLS = {
          "Fantastic, thank you so much, you have been very helpful."),
         ("agent", "positive", AGENT,
          "My pleasure. Enjoy the faster speeds, and have a wonderful evening!"),
+    ],
+    # Sarcasm, a mixed turn and personal data spoken as words.
+    "call_signals": [
+        ("agent", "positive", AGENT,
+         "Thank you for calling, how can I help you today?"),
+        ("customer", "neutral", CUST_CALM,
+         "Hi, I am calling about a charge on my account."),
+        ("agent", "neutral", AGENT,
+         "Can you read me the card number on the account?"),
+        ("customer", "neutral", CUST_CALM,
+         "It is four nine two nine, three eight one three, five zero six two, seven four five five."),
+        ("agent", "neutral", AGENT,
+         "Thank you, I will transfer you to billing now."),
+        ("customer", "sarcastic", CUST_FRUSTRATED,
+         "Oh great, another hold queue. Just what I needed today."),
+        ("customer", "sarcastic", CUST_FRUSTRATED,
+         "Wonderful, so I get to pay twice and wait for an hour."),
+        ("agent", "positive", AGENT,
+         "I have refunded the second charge to your card right now."),
+        ("customer", "mixed", CUST_CALM,
+         "Thanks for the refund, but my router still does not work."),
+        ("agent", "neutral", AGENT,
+         "I can send you a new one. What is your email address?"),
+        ("customer", "neutral", CUST_CALM,
+         "My email is john dot smith at gmail dot com."),
+    ],
+    # One customer, prosody controlled: three calm turns set the baseline,
+    # then the same sentence calm, angry (loud, high, fast) and resigned
+    # (quiet, low, slow). Only the voice differs between the last three.
+    "call_prosody": [
+        ("customer", "neutral", CUST_CALM,
+         "I would like to check the status of my order please."),
+        ("customer", "neutral", CUST_CALM,
+         "The package was supposed to arrive on Tuesday morning."),
+        ("customer", "neutral", CUST_CALM,
+         "Could you tell me where it is at the moment?"),
+        ("customer", "negative", CUST_CALM,
+         "I have been waiting all week for this to be fixed."),
+        ("customer", "negative", CUST_ANGRY,
+         "I have been waiting all week for this to be fixed."),
+        ("customer", "negative", CUST_RESIGNED,
+         "I have been waiting all week for this to be fixed."),
     ],
 }
 

@@ -34,6 +34,29 @@
 //! speculate = true             # decode a turn as soon as its audio is settled
 //! ring_ms = 10000              # capture ring: audio held before frames are dropped
 //! final_queue = 32             # finished turns waiting for ASR before capture backs up
+//!
+//! [dynamics]                   # mood trend and shift detection (see intel::dynamics)
+//! ewma_alpha = 0.5
+//! cusum_k = 0.15
+//! cusum_h = 0.45
+//!
+//! [privacy]
+//! redact = false               # replace card/phone/e-mail/SSN/IBAN/account numbers by [TYPE]
+//!
+//! [escalation]                 # see intel::rules for metrics and the built-in rules
+//! default_rules = true
+//! webhook = "http://127.0.0.1:9000/alerts"   # optional: POST each alert as JSON
+//! webhook_timeout_ms = 2000
+//! webhook_retries = 3
+//! [[escalation.rules]]
+//! id = "customer-angry"
+//! severity = "high"
+//! role = "customer"
+//! metric = "anger"             # frustration sentiment trend intensity sarcasm anger silence_s interruptions
+//! op = ">="
+//! threshold = 0.6
+//! count = 2
+//! window = 3
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -192,6 +215,12 @@ pub struct Config {
     pub segment: SegmentConfig,
     /// Streaming.
     pub live: LiveConfig,
+    /// Mood trend and shift detection.
+    pub dynamics: crate::intel::dynamics::DynamicsConfig,
+    /// Escalation rules and the alert webhook.
+    pub escalation: crate::intel::rules::EscalationConfig,
+    /// PII redaction.
+    pub privacy: crate::intel::PrivacyConfig,
 }
 
 impl Config {
@@ -214,6 +243,8 @@ impl Config {
         self.asr.validate().map_err(ConfigError::Invalid)?;
         self.segment.validate().map_err(ConfigError::Invalid)?;
         self.live.validate().map_err(ConfigError::Invalid)?;
+        self.dynamics.validate().map_err(ConfigError::Invalid)?;
+        self.escalation.validate().map_err(ConfigError::Invalid)?;
         Ok(())
     }
 

@@ -10,7 +10,7 @@
 use serde::{Deserialize, Serialize};
 
 /// Version of the event schema written in every event's `schema` field.
-pub const SCHEMA_VERSION: &str = "1.1";
+pub const SCHEMA_VERSION: &str = "1.2";
 
 /// Which party a leg carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
@@ -199,12 +199,134 @@ pub struct TurnEvent {
     pub words: Vec<Word>,
     /// Text polarity.
     pub polarity: Polarity,
+    /// The polarity score on a -5..+5 scale (score × 5, one decimal).
+    #[serde(default)]
+    pub score_5: f32,
     /// How strongly it was felt, in [0, 1]: text confidence fused with prosodic arousal.
     pub intensity: f32,
+    /// Band of `intensity`: `low` (< 0.35), `moderate` (< 0.6), `high` (< 0.8), `very_high`.
+    #[serde(default)]
+    pub intensity_band: String,
+    /// Emotion (text, moved by prosodic arousal).
+    #[serde(default)]
+    pub emotion: Option<crate::intel::emotion::Emotion>,
+    /// Frustration, sarcasm and resignation indicators.
+    #[serde(default)]
+    pub indicators: Option<Indicators>,
+    /// Sentences and clauses with their own polarity.
+    #[serde(default)]
+    pub spans: Vec<SpanPolarity>,
+    /// This speaker's mood trend (EWMA) after this turn.
+    #[serde(default)]
+    pub trend: Option<f32>,
+    /// Kinds of personal data redacted from `text` and `words`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub redacted: Vec<String>,
     /// Prosodic features.
     pub prosody: Prosody,
     /// Timings.
     pub timings: Timings,
+}
+
+/// Indicators of one turn.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Indicators {
+    /// Frustration with its evidence.
+    pub frustration: crate::intel::indicators::Indicator,
+    /// Sarcasm with its evidence.
+    pub sarcasm: crate::intel::indicators::Indicator,
+    /// A quiet, slow voice against the speaker's baseline, in [0, 1].
+    pub resignation: f32,
+}
+
+/// One sentence or clause of a turn.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SpanPolarity {
+    /// The clause text.
+    pub text: String,
+    /// First character (Unicode scalar index into the turn's `text`).
+    pub char_start: usize,
+    /// One past the last character.
+    pub char_end: usize,
+    /// Start, seconds (from the word times; null when they could not be aligned).
+    pub start: Option<f64>,
+    /// End, seconds.
+    pub end: Option<f64>,
+    /// Polarity of the clause.
+    pub polarity: Polarity,
+}
+
+/// A change of a speaker's mood (CUSUM on the turn-by-turn mood).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ShiftEvent {
+    /// Schema version.
+    pub schema: String,
+    /// Call id.
+    pub call_id: String,
+    /// Leg.
+    pub leg: u8,
+    /// Role.
+    pub role: Role,
+    /// `down` (worse) or `up` (better).
+    pub direction: crate::intel::dynamics::Direction,
+    /// Mood level before (-1..1).
+    pub from: f32,
+    /// Mood level of the evidence turns.
+    pub to: f32,
+    /// `to - from`.
+    pub magnitude: f32,
+    /// When: start of the turn that completed the evidence, seconds.
+    pub at: f64,
+    /// That turn.
+    pub turn_id: u32,
+    /// Turns whose mood made the change, oldest first.
+    pub evidence_turns: Vec<u32>,
+}
+
+/// The customer's mood came back up after a drop, with the agent turns in between.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RecoveredEvent {
+    /// Schema version.
+    pub schema: String,
+    /// Call id.
+    pub call_id: String,
+    /// The customer's leg.
+    pub leg: u8,
+    /// Role (customer).
+    pub role: Role,
+    /// Mood at the low.
+    pub from: f32,
+    /// Mood now.
+    pub to: f32,
+    /// When, seconds.
+    pub at: f64,
+    /// The customer turn that showed the recovery.
+    pub turn_id: u32,
+    /// Agent turns between the drop and the recovery.
+    pub agent_turns: Vec<u32>,
+}
+
+/// An escalation rule fired.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AlertEvent {
+    /// Schema version.
+    pub schema: String,
+    /// Call id.
+    pub call_id: String,
+    /// The rule's id.
+    pub rule_id: String,
+    /// Its severity.
+    pub severity: crate::intel::rules::Severity,
+    /// What it says, for people.
+    pub message: String,
+    /// The value that crossed the threshold.
+    pub value: f32,
+    /// When, seconds.
+    pub at: f64,
+    /// The turn that completed the condition (null for end-of-call checks).
+    pub turn_id: Option<u32>,
+    /// Turns that satisfied the condition.
+    pub evidence_turns: Vec<u32>,
 }
 
 /// A provisional result for the turn being spoken (live only).
@@ -256,6 +378,88 @@ pub struct SpeakerSummary {
     pub last_sentiment: Option<f32>,
     /// The most negative turn: its id, score and start time.
     pub most_negative_turn: Option<TurnRef>,
+    /// Lowest polarity score.
+    #[serde(default)]
+    pub min_sentiment: Option<f32>,
+    /// Mean score on the -5..+5 scale.
+    #[serde(default)]
+    pub mean_score_5: Option<f32>,
+    /// Mood trend (EWMA) at the end of the call.
+    #[serde(default)]
+    pub trend: Option<f32>,
+    /// Mood shifts detected.
+    #[serde(default)]
+    pub shifts: u32,
+    /// Turns per emotion label.
+    #[serde(default)]
+    pub emotions: std::collections::BTreeMap<String, u32>,
+    /// Share of all talk time, in [0, 1].
+    #[serde(default)]
+    pub talk_share: f32,
+    /// Times this speaker started talking while the other was speaking.
+    #[serde(default)]
+    pub interruptions: u32,
+    /// The most frustrated turn.
+    #[serde(default)]
+    pub peak_frustration: Option<TurnRef>,
+}
+
+/// Call-level conversation statistics.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ConversationSummary {
+    /// Seconds when both legs spoke at once.
+    pub overlap_s: f64,
+    /// Silences (nobody speaking) longer than 3 s: count.
+    pub long_silences: u32,
+    /// Their total length, seconds.
+    pub long_silence_s: f64,
+    /// The longest silence, seconds.
+    pub longest_silence_s: f64,
+    /// Seconds nobody spoke in all (start to end of the call).
+    pub non_talk_s: f64,
+    /// The most frustrated turn of the call (any speaker), with its role.
+    pub peak_frustration: Option<PeakRef>,
+    /// Shifts in order.
+    pub shifts: Vec<ShiftRef>,
+    /// Alerts fired, in order.
+    pub alerts: Vec<AlertRef>,
+}
+
+/// A turn with a role and a score.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PeakRef {
+    /// Turn id.
+    pub turn_id: u32,
+    /// Role.
+    pub role: Role,
+    /// Score.
+    pub score: f32,
+    /// Start, seconds.
+    pub start: f64,
+}
+
+/// A shift in the summary.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ShiftRef {
+    /// Role.
+    pub role: Role,
+    /// Direction.
+    pub direction: crate::intel::dynamics::Direction,
+    /// When, seconds.
+    pub at: f64,
+    /// Magnitude.
+    pub magnitude: f32,
+}
+
+/// An alert in the summary.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AlertRef {
+    /// Rule id.
+    pub rule_id: String,
+    /// Severity.
+    pub severity: crate::intel::rules::Severity,
+    /// When, seconds.
+    pub at: f64,
 }
 
 /// A reference to a turn.
@@ -282,6 +486,12 @@ pub struct SummaryEvent {
     pub turns: u32,
     /// One entry per leg.
     pub speakers: Vec<SpeakerSummary>,
+    /// Mean polarity over the call on the -5..+5 scale.
+    #[serde(default)]
+    pub score_5: Option<f32>,
+    /// Overlaps, silences, peak frustration, shifts and alerts.
+    #[serde(default)]
+    pub conversation: ConversationSummary,
     /// Pipeline counters and wall time.
     pub stats: PipelineStats,
 }
@@ -325,6 +535,12 @@ pub struct PipelineStats {
     /// Where each model ran.
     #[serde(default)]
     pub devices: Devices,
+    /// Alerts delivered to the webhook.
+    #[serde(default)]
+    pub alerts_posted: u32,
+    /// Alerts the webhook could not take after all retries.
+    #[serde(default)]
+    pub alerts_post_failed: u32,
 }
 
 /// Most items each queue held at once.
@@ -363,6 +579,12 @@ pub enum Event {
     Turn(TurnEvent),
     /// A provisional result for a turn in progress (live).
     Partial(PartialEvent),
+    /// A speaker's mood changed.
+    Shift(ShiftEvent),
+    /// The agent brought the customer back up.
+    Recovered(RecoveredEvent),
+    /// An escalation rule fired.
+    Alert(AlertEvent),
     /// The call summary.
     Summary(SummaryEvent),
 }
@@ -373,6 +595,9 @@ impl Event {
         match self {
             Event::Turn(t) => &t.call_id,
             Event::Partial(p) => &p.call_id,
+            Event::Shift(e) => &e.call_id,
+            Event::Recovered(e) => &e.call_id,
+            Event::Alert(e) => &e.call_id,
             Event::Summary(s) => &s.call_id,
         }
     }

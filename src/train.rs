@@ -70,7 +70,7 @@ pub fn load_labelled(path: &Path) -> Result<Vec<Example>, TrainError> {
                 PolarityLabel::Negative
             }
         } else {
-            match v.get("label")?.as_str()? {
+            match v.get("label").or_else(|| v.get("polarity"))?.as_str()? {
                 "positive" => PolarityLabel::Positive,
                 "negative" => PolarityLabel::Negative,
                 "neutral" => PolarityLabel::Neutral,
@@ -362,6 +362,27 @@ pub struct EvalReport {
     pub macro_f1: f64,
     /// Confusion matrix: rows gold [negative, neutral, positive], columns predicted.
     pub confusion: [[usize; 3]; 3],
+    /// Expected calibration error (10 equal-width confidence bins): of the
+    /// three-way probabilities when the gold has a neutral class, else of the
+    /// binary P(positive | not neutral).
+    pub ece: f64,
+}
+
+/// Expected calibration error of (confidence, correct) pairs over `bins`
+/// equal-width bins: Σ |bin| / n × |accuracy(bin) − mean confidence(bin)|.
+pub fn ece(pairs: &[(f32, bool)], bins: usize) -> f64 {
+    let mut acc = vec![(0usize, 0usize, 0.0f64); bins];
+    for &(c, ok) in pairs {
+        let b = ((c.clamp(0.0, 1.0) * bins as f32) as usize).min(bins - 1);
+        acc[b].0 += 1;
+        acc[b].1 += ok as usize;
+        acc[b].2 += c as f64;
+    }
+    let n = pairs.len().max(1) as f64;
+    acc.iter()
+        .filter(|b| b.0 > 0)
+        .map(|(k, ok, sc)| (*k as f64 / n) * (*ok as f64 / *k as f64 - sc / *k as f64).abs())
+        .sum()
 }
 
 fn idx(l: PolarityLabel) -> usize {
@@ -386,9 +407,22 @@ pub fn evaluate(
     let mut conf = [[0usize; 3]; 3];
     let mut bin_ok = 0;
     let mut bin_n = 0;
+    let three = data.iter().any(|e| e.label == PolarityLabel::Neutral);
+    let mut calib = Vec::with_capacity(data.len());
     for (v, e) in x.iter().zip(data) {
         let p = head.polarity(v);
         conf[idx(e.label)][idx(p.label)] += 1;
+        let pr = [p.probs.negative, p.probs.neutral, p.probs.positive];
+        if three {
+            calib.push((pr[idx(p.label)], p.label == e.label));
+        } else {
+            let pp = pr[2] / (pr[0] + pr[2]).max(1e-9);
+            let pred_pos = pp >= 0.5;
+            calib.push((
+                if pred_pos { pp } else { 1.0 - pp },
+                pred_pos == (e.label == PolarityLabel::Positive),
+            ));
+        }
         if e.label != PolarityLabel::Neutral {
             bin_n += 1;
             bin_ok += ((p.score > 0.0) == (e.label == PolarityLabel::Positive)) as usize;
@@ -421,6 +455,7 @@ pub fn evaluate(
         neutral_rate: round4((0..3).map(|r| conf[r][1]).sum::<usize>() as f64 / n.max(1) as f64),
         macro_f1: round4(f1s.iter().sum::<f64>() / f1s.len().max(1) as f64),
         confusion: conf,
+        ece: round4(ece(&calib, 10)),
     })
 }
 
@@ -429,12 +464,14 @@ impl EvalReport {
     pub fn to_text(&self) -> String {
         let names = ["negative", "neutral", "positive"];
         let mut s = format!(
-            "{}: {} sentences\n  binary accuracy (sign of score): {:.1}%\n  label accuracy (3-way): {:.1}%\n  macro-F1: {:.3}\n  neutral rate: {:.1}%\n  confusion (rows gold, columns predicted):\n  {:>10} {:>9} {:>9} {:>9}\n",
+            "{}: {} sentences\n  binary accuracy (sign of score): {:.1}%\n  label accuracy (3-way): {:.1}%\n  macro-F1: {:.3}\n  expected calibration error: {:.3} ({})\n  neutral rate: {:.1}%\n  confusion (rows gold, columns predicted):\n  {:>10} {:>9} {:>9} {:>9}\n",
             self.file,
             self.n,
             self.binary_accuracy * 100.0,
             self.label_accuracy * 100.0,
             self.macro_f1,
+            self.ece,
+            if self.three_class_gold { "three-way" } else { "binary" },
             self.neutral_rate * 100.0,
             "",
             names[0],
@@ -483,6 +520,16 @@ mod tests {
         let (t, c) = fit_readout(&oof, &ex);
         let band = 2.0 * t * c;
         assert!(band > 1.0 && band < 6.0, "t {t} c {c} band {band}");
+    }
+
+    #[test]
+    fn calibration_error_of_perfect_and_overconfident_predictions() {
+        // 80% confident and right 80% of the time: calibrated.
+        let mut v: Vec<(f32, bool)> = (0..100).map(|i| (0.85, i % 5 != 0)).collect();
+        assert!(ece(&v, 10) < 0.06);
+        // 95% confident and right half the time: off by 0.45.
+        v = (0..100).map(|i| (0.95, i % 2 == 0)).collect();
+        assert!((ece(&v, 10) - 0.45).abs() < 1e-6);
     }
 
     #[test]

@@ -55,9 +55,34 @@ pub trait Asr: Send {
     fn transcribe(&mut self, audio: &[f32]) -> Result<Transcript, AsrError>;
 }
 
+/// Digits and digit words ("4111", "one", "oh", "double") repeat for real in
+/// card, account and phone numbers: such phrases are never collapsed.
+fn is_numeral(w: &str) -> bool {
+    !w.is_empty()
+        && (w.chars().all(|c| c.is_ascii_digit())
+            || matches!(
+                w,
+                "zero"
+                    | "oh"
+                    | "o"
+                    | "one"
+                    | "two"
+                    | "three"
+                    | "four"
+                    | "five"
+                    | "six"
+                    | "seven"
+                    | "eight"
+                    | "nine"
+                    | "double"
+                    | "triple"
+            ))
+}
+
 /// Collapse runs where the same 1-8 word phrase repeats more than twice in a row
-/// (a Whisper failure mode), keeping the first two occurrences. Returns the
-/// kept word indices and whether anything was removed.
+/// (a Whisper failure mode), keeping the first two occurrences. Phrases made
+/// only of numerals (digit strings of card or phone numbers) are kept. Returns
+/// the kept word indices and whether anything was removed.
 pub fn repetition_filter(words: &[String]) -> (Vec<usize>, bool) {
     let norm: Vec<String> = words
         .iter()
@@ -83,7 +108,10 @@ pub fn repetition_filter(words: &[String]) -> (Vec<usize>, bool) {
                 })
                 .count()
                 + 1;
-            if reps > 2 && norm[i..i + n].iter().any(|w| !w.is_empty()) {
+            if reps > 2
+                && norm[i..i + n].iter().any(|w| !w.is_empty())
+                && !norm[i..i + n].iter().all(|w| is_numeral(w))
+            {
                 keep.extend(i..i + 2 * n);
                 i += reps * n;
                 removed = true;
@@ -121,6 +149,11 @@ mod tests {
         assert!(removed);
         assert_eq!(keep, vec![0, 1, 2, 3, 6]);
         let w = s("I said no, no, I really do not");
+        assert!(!repetition_filter(&w).1);
+        // Card and phone numbers repeat digits for real.
+        let w = s("it is 4111 1111 1111 1111 thanks");
+        assert!(!repetition_filter(&w).1);
+        let w = s("four one one one, one one one one, one one one one");
         assert!(!repetition_filter(&w).1);
     }
 }

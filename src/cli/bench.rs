@@ -239,7 +239,7 @@ fn live(cfg: Config, a: BenchArgs) -> Result<i32> {
                     .push(Instant::now());
                 partial_latency.push(p.timings.latency_ms.unwrap_or(0.0) as f64);
             }
-            Event::Summary(_) => {}
+            _ => {}
         },
         &|_, _| {},
     )?;

@@ -44,6 +44,9 @@ pub struct LiveArgs {
     /// Role of a single-channel input. [config: roles.mono]
     #[arg(long, value_name = "ROLE")]
     mono_role: Option<Role>,
+    /// Redact card/phone numbers, e-mail addresses and other identifiers as [TYPE]. [config: privacy.redact]
+    #[arg(long)]
+    redact: bool,
     #[command(flatten)]
     models: ModelArgs,
 }
@@ -168,6 +171,9 @@ fn run_live(
     apply_roles(cfg, &a.roles, a.mono_role)?;
     if let Some(ms) = a.partial_interval_ms {
         cfg.live.partial_interval_ms = ms;
+    }
+    if a.redact {
+        cfg.privacy.redact = true;
     }
     cfg.validate()?;
     if !matches!(a.format, Format::Jsonl | Format::Table) {

@@ -3,6 +3,7 @@
 mod bench;
 mod live;
 mod models;
+mod report;
 mod score;
 mod train;
 
@@ -99,10 +100,12 @@ pub enum Command {
     Devices,
     /// Fetch, list and locate models.
     Models(models::ModelsArgs),
-    /// Train the polarity head.
+    /// Train the polarity or emotion head.
     Train(train::TrainArgs),
-    /// Evaluate the polarity head on labelled sentences.
+    /// Evaluate polarity or emotion on labelled sentences, or a scored call against per-turn labels.
     Eval(train::EvalArgs),
+    /// Render a scored call as a self-contained HTML report.
+    Report(report::ReportArgs),
     /// Measure speed: real-time factor and time per stage.
     Bench(bench::BenchArgs),
 }
@@ -124,6 +127,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Models(a) => models::run(cfg, a),
         Command::Train(a) => train::run_train(cfg, a),
         Command::Eval(a) => train::run_eval(cfg, a),
+        Command::Report(a) => report::run(a),
         Command::Bench(a) => bench::run(cfg, a),
     }
 }

@@ -43,6 +43,10 @@ pub struct ScoreArgs {
     /// Role of a mono file's single leg. [config: roles.mono]
     #[arg(long, value_name = "ROLE")]
     mono_role: Option<Role>,
+    /// Redact card/phone numbers, e-mail addresses and other identifiers in
+    /// transcripts (digits or words) as [TYPE]. [config: privacy.redact]
+    #[arg(long)]
+    redact: bool,
     /// No progress bar.
     #[arg(short, long)]
     quiet: bool,
@@ -131,6 +135,9 @@ struct Outcome {
 
 pub fn run(mut cfg: Config, a: ScoreArgs) -> Result<i32> {
     a.models.apply(&mut cfg);
+    if a.redact {
+        cfg.privacy.redact = true;
+    }
     apply_roles(&mut cfg, &a.roles, a.mono_role)?;
     cfg.validate()?;
     let files = collect_inputs(&a.inputs)?;

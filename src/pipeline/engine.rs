@@ -14,9 +14,13 @@ use crate::audio::wav::WavError;
 use crate::capture::{CaptureError, CaptureShared, Source, WavFile};
 use crate::config::Config;
 use crate::event::{
-    now_unix_ms, Devices, Event, PartialEvent, PipelineStats, QueueStats, SpeakerSummary, StageMs,
-    SummaryEvent, Timings, TurnEvent, TurnRef, Word, SCHEMA_VERSION,
+    now_unix_ms, Devices, Event, PartialEvent, PipelineStats, QueueStats, StageMs, SummaryEvent,
+    Timings, TurnEvent, Word, SCHEMA_VERSION,
 };
+use crate::intel::emotion::EmotionHead;
+use crate::intel::rules::Rule;
+use crate::intel::webhook::Webhook;
+use crate::intel::{Conversation, TurnAnalyser};
 use crate::models::ModelPaths;
 use crate::prosody::{self, Baseline};
 use crate::segment::{SileroModel, TurnAudio, TurnSegmenter, VadError};
@@ -49,6 +53,9 @@ pub enum EngineError {
     /// Polarity head.
     #[error(transparent)]
     Head(#[from] HeadError),
+    /// Emotion head or rules.
+    #[error("{0}")]
+    Intel(String),
     /// A pipeline thread died (a bug; reported instead of hanging).
     #[error("internal pipeline error: {0}")]
     Internal(String),
@@ -62,6 +69,8 @@ pub struct Engine {
     vad: SileroModel,
     encoder: OnnxEncoder,
     head: Arc<PolarityHead>,
+    emotion: Arc<EmotionHead>,
+    rules: Vec<Rule>,
 }
 
 /// The result of scoring one call.
@@ -239,12 +248,19 @@ impl Engine {
             cfg!(feature = "ort-cuda"),
         )?;
         let head = PolarityHead::bundled()?;
+        let emotion = EmotionHead::bundled().map_err(EngineError::Intel)?;
+        let rules = cfg
+            .escalation
+            .effective_rules()
+            .map_err(EngineError::Intel)?;
         Ok(Engine {
             cfg: cfg.clone(),
             whisper,
             vad,
             encoder,
             head: Arc::new(head),
+            emotion: Arc::new(emotion),
+            rules,
         })
     }
 
@@ -330,9 +346,53 @@ impl Engine {
         }
 
         let mut turns_out: Vec<TurnEvent> = Vec::new();
-        let mut acc = vec![SpeakerAcc::default(); legs];
+        let roles: Vec<crate::event::Role> = (0..legs)
+            .map(|l| {
+                if legs == 1 {
+                    self.cfg.roles.mono
+                } else {
+                    self.cfg.roles.role(l, legs)
+                }
+            })
+            .collect();
+        let mut conv = Conversation::new(
+            &opts.call_id,
+            roles,
+            self.cfg.dynamics.clone(),
+            self.rules.clone(),
+        );
+        let webhook = match &self.cfg.escalation.webhook {
+            Some(url) => Some(
+                Webhook::start(
+                    url,
+                    Duration::from_millis(self.cfg.escalation.webhook_timeout_ms),
+                    self.cfg.escalation.webhook_retries,
+                )
+                .map_err(EngineError::Intel)?,
+            ),
+            None => None,
+        };
+        let mut totals = StageMs::default();
         let mut partials_emitted = 0u32;
         let mut next_turn_id = 0u32;
+        // Emit a final turn and what it causes (shifts, recoveries, alerts).
+        let mut emit_turn = |mut t: TurnEvent, sink: &mut dyn FnMut(Event)| {
+            totals.frontend += t.timings.stage_ms.frontend;
+            totals.asr += t.timings.stage_ms.asr;
+            totals.prosody += t.timings.stage_ms.prosody;
+            totals.sentiment += t.timings.stage_ms.sentiment;
+            let extra = conv.on_turn(&mut t);
+            t.timings.emitted_unix_ms = now_unix_ms();
+            sink(Event::Turn(t));
+            for e in extra {
+                if let (Event::Alert(_), Some(w)) = (&e, &webhook) {
+                    if let Ok(body) = serde_json::to_vec(&e) {
+                        w.send(body);
+                    }
+                }
+                sink(e);
+            }
+        };
 
         let result = std::thread::scope(|s| -> Result<(&'static str, u64), EngineError> {
             // Resample: drain the ring, split legs, resample to 16 kHz.
@@ -602,6 +662,8 @@ impl Engine {
             let call = opts.call_id.clone();
             let gauge_a = &gauge;
             let counters_n = &counters;
+            let redact = self.cfg.privacy.redact;
+            let mut analyser = TurnAnalyser::new((*self.emotion).clone(), legs);
             let analysis = s.spawn(move || -> Result<(), EngineError> {
                 let mut baselines: Vec<Baseline> = vec![Baseline::default(); legs];
                 let role = |leg: usize| {
@@ -624,7 +686,7 @@ impl Engine {
                                 counters_n.empty_turns.fetch_add(1, Ordering::Relaxed);
                                 continue;
                             }
-                            let mut ev = analyse(
+                            let (mut ev, emb) = analyse(
                                 &call,
                                 &job.turn,
                                 transcript,
@@ -632,7 +694,11 @@ impl Engine {
                                 &mut baselines,
                                 &encoder,
                                 &head,
+                                redact,
                             )?;
+                            let t2 = Instant::now();
+                            analyser.enrich(&mut ev, &emb, &encoder, &head)?;
+                            ev.timings.stage_ms.sentiment += round1(elapsed_ms(t2));
                             ev.timings.stage_ms.frontend = round1(job.frontend_ms);
                             ev.timings.stage_ms.asr = round1(asr_ms);
                             ev.timings.speculative = speculative;
@@ -649,7 +715,14 @@ impl Engine {
                         } => {
                             let mut all = committed.clone();
                             all.extend(tentative.iter().cloned());
-                            let text = join(&all);
+                            let mut text = join(&all);
+                            let (mut committed_text, mut tentative_text) =
+                                (join(&committed), join(&tentative));
+                            if redact {
+                                text = crate::intel::pii::redact(&text).0;
+                                committed_text = crate::intel::pii::redact(&committed_text).0;
+                                tentative_text = crate::intel::pii::redact(&tentative_text).0;
+                            }
                             if text.is_empty() {
                                 continue;
                             }
@@ -669,8 +742,8 @@ impl Engine {
                                     seq: job.seq,
                                     start: round3(job.speech_start as f64 / 16_000.0),
                                     text,
-                                    committed: join(&committed),
-                                    tentative: join(&tentative),
+                                    committed: committed_text,
+                                    tentative: tentative_text,
                                     polarity,
                                     timings: Timings {
                                         audio_end: round3(audio_end),
@@ -705,10 +778,8 @@ impl Engine {
                         if opts.live {
                             t.turn_id = next_turn_id;
                             next_turn_id += 1;
-                            t.timings.emitted_unix_ms = now_unix_ms();
                             t.timings.latency_ms = Some(round1(elapsed_ms(seen)));
-                            acc[t.leg as usize].add(&t);
-                            sink(Event::Turn(t));
+                            emit_turn(t, sink);
                         } else {
                             turns_out.push(t);
                         }
@@ -719,7 +790,7 @@ impl Engine {
                         partials_emitted += 1;
                         sink(Event::Partial(p));
                     }
-                    Event::Summary(_) => {}
+                    _ => {}
                 }
             }
             let ended = resample.join().map_err(|_| join_err("resample"))??;
@@ -744,26 +815,23 @@ impl Engine {
         }
         if !opts.live {
             turns_out.sort_by(|a, b| a.start.total_cmp(&b.start).then(a.leg.cmp(&b.leg)));
-            for (i, t) in turns_out.iter_mut().enumerate() {
+            for (i, mut t) in turns_out.drain(..).enumerate() {
                 t.turn_id = i as u32;
-                acc[t.leg as usize].add(t);
-            }
-            for mut t in turns_out.drain(..) {
-                t.timings.emitted_unix_ms = now_unix_ms();
-                sink(Event::Turn(t));
+                emit_turn(t, sink);
             }
         }
-        let mut totals = StageMs::default();
-        let mut speakers = Vec::new();
-        for (leg, a) in acc.iter().enumerate() {
-            totals.frontend += a.ms.frontend;
-            totals.asr += a.ms.asr;
-            totals.prosody += a.ms.prosody;
-            totals.sentiment += a.ms.sentiment;
-            speakers.push(a.summary(leg as u8, self.cfg.roles.role(leg, legs)));
-        }
-        let n_turns = acc.iter().map(|a| a.turns).sum();
         let duration = frames as f64 / rate as f64;
+        let (extra, speakers, conversation, score_5) = conv.finish(duration);
+        for e in extra {
+            if let (Event::Alert(_), Some(w)) = (&e, &webhook) {
+                if let Ok(body) = serde_json::to_vec(&e) {
+                    w.send(body);
+                }
+            }
+            sink(e);
+        }
+        let (alerts_posted, alerts_post_failed) = webhook.map(|w| w.finish()).unwrap_or((0, 0));
+        let n_turns = speakers.iter().map(|s| s.turns).sum();
         let c = &counters;
         let summary = SummaryEvent {
             schema: SCHEMA_VERSION.into(),
@@ -771,6 +839,8 @@ impl Engine {
             duration: round3(duration),
             turns: n_turns,
             speakers,
+            score_5,
+            conversation,
             stats: PipelineStats {
                 wall_seconds: round3(wall.elapsed().as_secs_f64()),
                 stage_ms: StageMs {
@@ -798,6 +868,8 @@ impl Engine {
                     events_peak: c.events_peak.load(Ordering::Relaxed),
                 },
                 devices: self.devices(),
+                alerts_posted,
+                alerts_post_failed,
             },
         };
         sink(Event::Summary(summary.clone()));
@@ -945,53 +1017,7 @@ impl<'a, A: Asr> AsrWorker<'a, A> {
     }
 }
 
-/// Running per-speaker totals for the summary (no event is kept).
-#[derive(Debug, Clone, Default)]
-struct SpeakerAcc {
-    turns: u32,
-    talk_time: f64,
-    score_sum: f32,
-    last: Option<f32>,
-    most_negative: Option<TurnRef>,
-    ms: StageMs,
-}
-
-impl SpeakerAcc {
-    fn add(&mut self, t: &TurnEvent) {
-        self.turns += 1;
-        self.talk_time += t.end - t.start;
-        self.score_sum += t.polarity.score;
-        self.last = Some(t.polarity.score);
-        if self
-            .most_negative
-            .as_ref()
-            .is_none_or(|m| t.polarity.score < m.score)
-        {
-            self.most_negative = Some(TurnRef {
-                turn_id: t.turn_id,
-                score: t.polarity.score,
-                start: t.start,
-            });
-        }
-        self.ms.frontend += t.timings.stage_ms.frontend;
-        self.ms.asr += t.timings.stage_ms.asr;
-        self.ms.prosody += t.timings.stage_ms.prosody;
-        self.ms.sentiment += t.timings.stage_ms.sentiment;
-    }
-
-    fn summary(&self, leg: u8, role: crate::event::Role) -> SpeakerSummary {
-        SpeakerSummary {
-            leg,
-            role,
-            turns: self.turns,
-            talk_time: round3(self.talk_time + 0.0),
-            mean_sentiment: (self.turns > 0).then(|| round3f(self.score_sum / self.turns as f32)),
-            last_sentiment: self.last,
-            most_negative_turn: self.most_negative.clone(),
-        }
-    }
-}
-
+#[allow(clippy::too_many_arguments)]
 fn analyse(
     call: &str,
     turn: &TurnAudio,
@@ -1000,10 +1026,11 @@ fn analyse(
     baselines: &mut [Baseline],
     encoder: &OnnxEncoder,
     head: &PolarityHead,
-) -> Result<TurnEvent, EngineError> {
+    redact: bool,
+) -> Result<(TurnEvent, Vec<f32>), EngineError> {
     let off = turn.audio_start as f64 / 16_000.0;
     let audio_end = off + turn.samples.len() as f64 / 16_000.0;
-    let words: Vec<Word> = transcript
+    let mut words: Vec<Word> = transcript
         .words
         .iter()
         .map(|w| Word {
@@ -1026,12 +1053,22 @@ fn analyse(
         b.score_and_update(&mut pros);
     }
     let prosody_ms = elapsed_ms(t0);
+    let mut text = transcript.text;
+    let redacted = if redact {
+        crate::intel::redact_turn(&mut text, &mut words)
+    } else {
+        Vec::new()
+    };
     let t1 = Instant::now();
-    let emb = encoder.embed(&[transcript.text.as_str()])?;
-    let polarity = head.polarity(emb.first().map(|v| v.as_slice()).unwrap_or(&[]));
+    let emb = encoder
+        .embed(&[text.as_str()])?
+        .into_iter()
+        .next()
+        .unwrap_or_default();
+    let polarity = head.polarity(&emb);
     let intensity = sentiment::intensity(&polarity, &pros.z);
     let sentiment_ms = elapsed_ms(t1);
-    Ok(TurnEvent {
+    let ev = TurnEvent {
         schema: SCHEMA_VERSION.into(),
         call_id: call.into(),
         turn_id: 0,
@@ -1040,10 +1077,17 @@ fn analyse(
         role,
         start: round3(turn.start as f64 / 16_000.0),
         end: round3(turn.end as f64 / 16_000.0),
-        text: transcript.text,
+        text,
         words,
         polarity,
+        score_5: 0.0,
         intensity,
+        intensity_band: String::new(),
+        emotion: None,
+        indicators: None,
+        spans: Vec::new(),
+        trend: None,
+        redacted,
         prosody: pros,
         timings: Timings {
             audio_end: round3(turn.end as f64 / 16_000.0),
@@ -1057,7 +1101,8 @@ fn analyse(
             latency_ms: None,
             speculative: false,
         },
-    })
+    };
+    Ok((ev, emb))
 }
 
 fn round1(v: f32) -> f32 {

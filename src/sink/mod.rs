@@ -40,7 +40,7 @@ pub struct EventWriter<W: Write> {
     count: usize,
 }
 
-const TURN_CSV_HEADER: &str = "call_id,turn_id,leg,role,start,end,label,score,p_negative,p_neutral,p_positive,intensity,energy_db,pitch_hz,rate_wps,pause_ratio,text";
+const TURN_CSV_HEADER: &str = "call_id,turn_id,leg,role,start,end,label,score,p_negative,p_neutral,p_positive,intensity,energy_db,pitch_hz,rate_wps,pause_ratio,text,score_5,emotion,frustration,sarcasm,trend";
 
 /// Quote a CSV field when needed (RFC 4180).
 pub fn csv_field(s: &str) -> String {
@@ -57,7 +57,7 @@ fn opt(v: Option<f32>) -> String {
 
 fn turn_csv(t: &TurnEvent) -> String {
     format!(
-        "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
+        "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
         csv_field(&t.call_id),
         t.turn_id,
         t.leg,
@@ -74,7 +74,18 @@ fn turn_csv(t: &TurnEvent) -> String {
         opt(t.prosody.pitch_hz_mean),
         opt(t.prosody.speaking_rate_wps),
         t.prosody.pause_ratio,
-        csv_field(&t.text)
+        csv_field(&t.text),
+        t.score_5,
+        t.emotion.as_ref().map(|e| e.label.as_str()).unwrap_or(""),
+        t.indicators
+            .as_ref()
+            .map(|i| i.frustration.score.to_string())
+            .unwrap_or_default(),
+        t.indicators
+            .as_ref()
+            .map(|i| i.sarcasm.score.to_string())
+            .unwrap_or_default(),
+        opt(t.trend)
     )
 }
 
@@ -144,6 +155,40 @@ impl<W: Write> EventWriter<W> {
                         p.polarity.score,
                         "",
                         p.text
+                    )?;
+                }
+                Event::Shift(x) => {
+                    writeln!(
+                        self.out,
+                        "{:<11} {:<8} >> mood shift {:?}: {:+.2} -> {:+.2} (turns {:?})",
+                        mmss(x.at),
+                        x.role.as_str(),
+                        x.direction,
+                        x.from,
+                        x.to,
+                        x.evidence_turns
+                    )?;
+                }
+                Event::Recovered(x) => {
+                    writeln!(
+                        self.out,
+                        "{:<11} {:<8} >> recovered {:+.2} -> {:+.2} after agent turns {:?}",
+                        mmss(x.at),
+                        x.role.as_str(),
+                        x.from,
+                        x.to,
+                        x.agent_turns
+                    )?;
+                }
+                Event::Alert(x) => {
+                    writeln!(
+                        self.out,
+                        "{:<11} {:<8} !! ALERT {} ({:?}): {}",
+                        mmss(x.at),
+                        "",
+                        x.rule_id,
+                        x.severity,
+                        x.message
                     )?;
                 }
                 Event::Summary(s) => {
