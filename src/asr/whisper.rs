@@ -25,6 +25,8 @@ pub struct AsrConfig {
     /// Segments whose no-speech probability exceeds this and whose tokens are
     /// unsure are dropped (hallucination guard).
     pub no_speech_threshold: f32,
+    /// Decode on the GPU in a build with the `cuda` feature (false: CPU).
+    pub use_gpu: bool,
 }
 
 impl Default for AsrConfig {
@@ -35,6 +37,7 @@ impl Default for AsrConfig {
             adaptive_audio_ctx: true,
             language: "en".into(),
             no_speech_threshold: 0.6,
+            use_gpu: true,
         }
     }
 }
@@ -82,7 +85,7 @@ impl WhisperModel {
             return Err(load_err(format!("file is only {} bytes", meta.len())));
         }
         let params = WhisperContextParameters {
-            use_gpu: cfg!(feature = "cuda"),
+            use_gpu: cfg!(feature = "cuda") && cfg.use_gpu,
             ..Default::default()
         };
         let ctx = WhisperContext::new_with_params(path, params)
@@ -96,7 +99,7 @@ impl WhisperModel {
     /// Where decoding runs: `cuda` in a build with the `cuda` feature
     /// (whisper.cpp falls back to the CPU, and logs it, when no GPU is found).
     pub fn device(&self) -> &'static str {
-        if cfg!(feature = "cuda") {
+        if cfg!(feature = "cuda") && self.cfg.use_gpu {
             "cuda"
         } else {
             "cpu"
