@@ -79,6 +79,17 @@ fn live_replay_matches_offline_scoring_and_partials_only_grow() {
         assert!(w <= 0.03, "{file}: live vs offline WER {w}");
         let s = summary(&live);
         assert_eq!(s["stats"]["ended"], "eof");
+        // The conversation layer runs live too: the same alerts as offline.
+        let kinds = |ev: &[serde_json::Value], t: &str| -> Vec<String> {
+            let mut v: Vec<String> = ev
+                .iter()
+                .filter(|e| e["type"] == t)
+                .map(|e| e["rule_id"].as_str().unwrap_or("").to_string())
+                .collect();
+            v.sort();
+            v
+        };
+        assert_eq!(kinds(&live, "alert"), kinds(&offline, "alert"), "{file}");
         assert_eq!(s["stats"]["frames_dropped"], 0);
         assert_eq!(s["turns"], summary(&offline)["turns"]);
 

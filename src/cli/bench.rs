@@ -313,6 +313,10 @@ fn live(cfg: Config, a: BenchArgs) -> Result<i32> {
             "peak": rss.iter().map(|r| r.1).fold(None, |m: Option<f64>, x| Some(m.map_or(x, |m| m.max(x)))).map(|x| (x * 10.0).round() / 10.0),
             "last": rss.last().map(|r| (r.1 * 10.0).round() / 10.0),
             "samples": rss.len(),
+            // RSS at each tenth of the run: a plateau means bounded memory.
+            "by_tenth": (1..=10)
+                .filter_map(|k| rss.get((rss.len() * k / 10).saturating_sub(1)).map(|r| (r.1 * 10.0).round() / 10.0))
+                .collect::<Vec<f64>>(),
         },
         "ended": st.ended,
     });
@@ -373,10 +377,11 @@ fn live(cfg: Config, a: BenchArgs) -> Result<i32> {
             st.queues.events_peak
         );
         println!(
-            "memory (RSS)    first {} MB, peak {} MB, last {} MB",
+            "memory (RSS)    first {} MB, peak {} MB, last {} MB; by tenth of the run: {}",
             f(&m["first"]),
             f(&m["peak"]),
-            f(&m["last"])
+            f(&m["last"]),
+            m["by_tenth"]
         );
     }
     Ok(0)

@@ -130,18 +130,19 @@ impl<W: Write> EventWriter<W> {
                     if first {
                         writeln!(
                             self.out,
-                            "{:<11} {:<8} {:<8} {:>6} {:>5}  text",
-                            "time", "role", "polarity", "score", "int."
+                            "{:<11} {:<8} {:<8} {:>6} {:>5}  {:<12} text",
+                            "time", "role", "polarity", "score", "int.", "emotion"
                         )?;
                     }
                     writeln!(
                         self.out,
-                        "{:<11} {:<8} {:<8} {:>6.2} {:>5.2}  {}",
+                        "{:<11} {:<8} {:<8} {:>6.2} {:>5.2}  {:<12} {}",
                         mmss(t.start),
                         t.role.as_str(),
                         t.polarity.label.as_str(),
                         t.polarity.score,
                         t.intensity,
+                        t.emotion.as_ref().map(|e| e.label.as_str()).unwrap_or("-"),
                         t.text
                     )?;
                 }
