@@ -202,7 +202,17 @@ pub fn train_polarity(
             }
         }
         for (i, (v, e)) in sx.iter().zip(support).enumerate() {
-            if Some(fold_of(i)) != k && e.label != PolarityLabel::Neutral {
+            if Some(fold_of(i)) == k {
+                continue;
+            }
+            if e.label == PolarityLabel::Neutral {
+                // A neutral sentence counts once for each side, which pulls
+                // its logit towards 0 (inside the neutral band).
+                x.push(v.clone());
+                y.push(true);
+                x.push(v.clone());
+                y.push(false);
+            } else {
                 for _ in 0..SUPPORT_WEIGHT {
                     x.push(v.clone());
                     y.push(e.label == PolarityLabel::Positive);
