@@ -551,25 +551,7 @@ pub fn eval_call(events: &Path, script: Option<&Path>) -> Result<CallEval, Strin
         }
     }
     let matched: usize = conf.iter().flatten().sum();
-    let present: Vec<usize> = (0..3)
-        .filter(|&i| conf[i].iter().sum::<usize>() > 0)
-        .collect();
-    let f1: f64 = present
-        .iter()
-        .map(|&c| {
-            let tp = conf[c][c] as f64;
-            let pred: usize = (0..3).map(|r| conf[r][c]).sum();
-            let gold: usize = conf[c].iter().sum();
-            let p = if pred > 0 { tp / pred as f64 } else { 0.0 };
-            let r = if gold > 0 { tp / gold as f64 } else { 0.0 };
-            if p + r > 0.0 {
-                2.0 * p * r / (p + r)
-            } else {
-                0.0
-            }
-        })
-        .sum::<f64>()
-        / present.len().max(1) as f64;
+    let f1 = crate::train::macro_f1_present(&conf);
     let r4 = |v: f64| (v * 1e4).round() / 1e4;
     Ok(CallEval {
         file: events.display().to_string(),

@@ -378,6 +378,30 @@ pub struct EvalReport {
     pub ece: f64,
 }
 
+/// Macro-F1 of a three-way confusion matrix (rows gold, columns predicted)
+/// over the gold classes present.
+pub fn macro_f1_present(conf: &[[usize; 3]; 3]) -> f64 {
+    let present: Vec<usize> = (0..3)
+        .filter(|&i| conf[i].iter().sum::<usize>() > 0)
+        .collect();
+    let f1: f64 = present
+        .iter()
+        .map(|&c| {
+            let tp = conf[c][c] as f64;
+            let pred: usize = (0..3).map(|r| conf[r][c]).sum();
+            let gold: usize = conf[c].iter().sum();
+            let p = if pred > 0 { tp / pred as f64 } else { 0.0 };
+            let r = if gold > 0 { tp / gold as f64 } else { 0.0 };
+            if p + r > 0.0 {
+                2.0 * p * r / (p + r)
+            } else {
+                0.0
+            }
+        })
+        .sum();
+    f1 / present.len().max(1) as f64
+}
+
 /// Expected calibration error of (confidence, correct) pairs over `bins`
 /// equal-width bins: Σ |bin| / n × |accuracy(bin) − mean confidence(bin)|.
 pub fn ece(pairs: &[(f32, bool)], bins: usize) -> f64 {
@@ -440,22 +464,6 @@ pub fn evaluate(
     }
     let n = data.len();
     let diag: usize = (0..3).map(|i| conf[i][i]).sum();
-    let present: Vec<usize> = (0..3)
-        .filter(|&i| conf[i].iter().sum::<usize>() > 0)
-        .collect();
-    let mut f1s = Vec::new();
-    for &c in &present {
-        let tp = conf[c][c] as f64;
-        let pred: usize = (0..3).map(|r| conf[r][c]).sum();
-        let gold: usize = conf[c].iter().sum();
-        let p = if pred > 0 { tp / pred as f64 } else { 0.0 };
-        let r = if gold > 0 { tp / gold as f64 } else { 0.0 };
-        f1s.push(if p + r > 0.0 {
-            2.0 * p * r / (p + r)
-        } else {
-            0.0
-        });
-    }
     Ok(EvalReport {
         file: file.into(),
         n,
@@ -463,7 +471,7 @@ pub fn evaluate(
         binary_accuracy: round4(bin_ok as f64 / bin_n.max(1) as f64),
         label_accuracy: round4(diag as f64 / n.max(1) as f64),
         neutral_rate: round4((0..3).map(|r| conf[r][1]).sum::<usize>() as f64 / n.max(1) as f64),
-        macro_f1: round4(f1s.iter().sum::<f64>() / f1s.len().max(1) as f64),
+        macro_f1: round4(macro_f1_present(&conf)),
         confusion: conf,
         ece: round4(ece(&calib, 10)),
     })

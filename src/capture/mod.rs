@@ -164,6 +164,18 @@ impl RingWriter {
     }
 }
 
+/// Run a source's capture loop on its own named thread.
+fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> Result<Capture, CaptureError> {
+    let t = std::thread::Builder::new()
+        .name(name.into())
+        .spawn(f)
+        .map_err(|e| CaptureError::Invalid(format!("cannot start capture thread: {e}")))?;
+    Ok(Capture {
+        _stream: None,
+        _thread: Some(t),
+    })
+}
+
 fn interleave(legs: &[Vec<f32>], out: &mut Vec<f32>) {
     out.clear();
     let n = legs.first().map(|l| l.len()).unwrap_or(0);
@@ -208,32 +220,25 @@ impl Source for WavFile {
     ) -> Result<Capture, CaptureError> {
         let mut src = self.src;
         let ch = src.info().channels as usize;
-        let t = std::thread::Builder::new()
-            .name("capture-file".into())
-            .spawn(move || {
-                let mut w = RingWriter::new(ring, shared.clone(), stop, ch, true);
-                let mut legs = Vec::new();
-                let mut inter = Vec::new();
-                loop {
-                    match src.read_chunk(4096, &mut legs) {
-                        Ok(0) => return,
-                        Ok(_) => {
-                            interleave(&legs, &mut inter);
-                            if !w.write(&inter) {
-                                return;
-                            }
-                        }
-                        Err(e) => {
-                            shared.fail(e);
+        spawn("capture-file", move || {
+            let mut w = RingWriter::new(ring, shared.clone(), stop, ch, true);
+            let mut legs = Vec::new();
+            let mut inter = Vec::new();
+            loop {
+                match src.read_chunk(4096, &mut legs) {
+                    Ok(0) => return,
+                    Ok(_) => {
+                        interleave(&legs, &mut inter);
+                        if !w.write(&inter) {
                             return;
                         }
                     }
+                    Err(e) => {
+                        shared.fail(e);
+                        return;
+                    }
                 }
-            })
-            .map_err(|e| CaptureError::Invalid(format!("cannot start capture thread: {e}")))?;
-        Ok(Capture {
-            _stream: None,
-            _thread: Some(t),
+            }
         })
     }
 }
@@ -294,45 +299,37 @@ impl Source for PacedWav {
         let ch = self.info.channels as usize;
         let rate = self.info.rate as f64;
         let per_buf = ((rate * self.buffer_ms as f64 / 1000.0).round() as usize).max(1);
-        let t = std::thread::Builder::new()
-            .name("capture-paced".into())
-            .spawn(move || {
-                let mut w = RingWriter::new(ring, shared.clone(), stop, ch, false);
-                let mut legs = Vec::new();
-                let mut inter = Vec::new();
-                let t0 = Instant::now();
-                let mut sent: u64 = 0;
-                for _ in 0..self.loops {
-                    let mut src = match WavSource::open(&self.path) {
-                        Ok(s) => s,
-                        Err(e) => return shared.fail(e),
-                    };
-                    loop {
-                        match src.read_chunk(per_buf, &mut legs) {
-                            Ok(0) => break,
-                            Ok(n) => {
-                                // Release each buffer when its last frame has "happened".
-                                sent += n as u64;
-                                let due =
-                                    t0 + Duration::from_secs_f64(sent as f64 / rate / self.speed);
-                                let now = Instant::now();
-                                if due > now {
-                                    std::thread::sleep(due - now);
-                                }
-                                interleave(&legs, &mut inter);
-                                if !w.write(&inter) {
-                                    return;
-                                }
+        spawn("capture-paced", move || {
+            let mut w = RingWriter::new(ring, shared.clone(), stop, ch, false);
+            let mut legs = Vec::new();
+            let mut inter = Vec::new();
+            let t0 = Instant::now();
+            let mut sent: u64 = 0;
+            for _ in 0..self.loops {
+                let mut src = match WavSource::open(&self.path) {
+                    Ok(s) => s,
+                    Err(e) => return shared.fail(e),
+                };
+                loop {
+                    match src.read_chunk(per_buf, &mut legs) {
+                        Ok(0) => break,
+                        Ok(n) => {
+                            // Release each buffer when its last frame has "happened".
+                            sent += n as u64;
+                            let due = t0 + Duration::from_secs_f64(sent as f64 / rate / self.speed);
+                            let now = Instant::now();
+                            if due > now {
+                                std::thread::sleep(due - now);
                             }
-                            Err(e) => return shared.fail(e),
+                            interleave(&legs, &mut inter);
+                            if !w.write(&inter) {
+                                return;
+                            }
                         }
+                        Err(e) => return shared.fail(e),
                     }
                 }
-            })
-            .map_err(|e| CaptureError::Invalid(format!("cannot start capture thread: {e}")))?;
-        Ok(Capture {
-            _stream: None,
-            _thread: Some(t),
+            }
         })
     }
 }
@@ -383,44 +380,37 @@ impl Source for Stdin {
         let ch = self.info.channels as usize;
         let enc = self.encoding;
         // The thread may stay blocked in read() after a stop; it is not joined.
-        let t = std::thread::Builder::new()
-            .name("capture-stdin".into())
-            .spawn(move || {
-                let mut w = RingWriter::new(ring, shared.clone(), stop, ch, true);
-                let mut input = std::io::stdin().lock();
-                let mut bytes = vec![0u8; 8192];
-                let mut have = 0usize;
-                let mut samples = Vec::with_capacity(8192);
-                let frame_bytes = enc.sample_bytes() * ch;
-                loop {
-                    let n = match input.read(&mut bytes[have..]) {
-                        Ok(0) => {
-                            if have > 0 {
-                                shared.fail(format!(
+        spawn("capture-stdin", move || {
+            let mut w = RingWriter::new(ring, shared.clone(), stop, ch, true);
+            let mut input = std::io::stdin().lock();
+            let mut bytes = vec![0u8; 8192];
+            let mut have = 0usize;
+            let mut samples = Vec::with_capacity(8192);
+            let frame_bytes = enc.sample_bytes() * ch;
+            loop {
+                let n = match input.read(&mut bytes[have..]) {
+                    Ok(0) => {
+                        if have > 0 {
+                            shared.fail(format!(
                                     "stdin ended inside a frame ({have} stray bytes of a {frame_bytes}-byte frame ignored)"
                                 ));
-                            }
-                            return;
                         }
-                        Ok(n) => n,
-                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                        Err(e) => return shared.fail(format!("reading stdin: {e}")),
-                    };
-                    have += n;
-                    let whole = have / frame_bytes * frame_bytes;
-                    samples.clear();
-                    enc.decode(&bytes[..whole], &mut samples);
-                    bytes.copy_within(whole..have, 0);
-                    have -= whole;
-                    if !w.write(&samples) {
                         return;
                     }
+                    Ok(n) => n,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    Err(e) => return shared.fail(format!("reading stdin: {e}")),
+                };
+                have += n;
+                let whole = have / frame_bytes * frame_bytes;
+                samples.clear();
+                enc.decode(&bytes[..whole], &mut samples);
+                bytes.copy_within(whole..have, 0);
+                have -= whole;
+                if !w.write(&samples) {
+                    return;
                 }
-            })
-            .map_err(|e| CaptureError::Invalid(format!("cannot start capture thread: {e}")))?;
-        Ok(Capture {
-            _stream: None,
-            _thread: Some(t),
+            }
         })
     }
 }

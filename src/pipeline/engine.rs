@@ -384,14 +384,7 @@ impl Engine {
             let extra = conv.on_turn(&mut t);
             t.timings.emitted_unix_ms = now_unix_ms();
             sink(Event::Turn(t));
-            for e in extra {
-                if let (Event::Alert(_), Some(w)) = (&e, &webhook) {
-                    if let Ok(body) = serde_json::to_vec(&e) {
-                        w.send(body);
-                    }
-                }
-                sink(e);
-            }
+            forward_events(extra, webhook.as_ref(), sink);
         };
 
         let result = std::thread::scope(|s| -> Result<(&'static str, u64), EngineError> {
@@ -822,14 +815,7 @@ impl Engine {
         }
         let duration = frames as f64 / rate as f64;
         let (extra, speakers, conversation, score_5) = conv.finish(duration);
-        for e in extra {
-            if let (Event::Alert(_), Some(w)) = (&e, &webhook) {
-                if let Ok(body) = serde_json::to_vec(&e) {
-                    w.send(body);
-                }
-            }
-            sink(e);
-        }
+        forward_events(extra, webhook.as_ref(), sink);
         let (alerts_posted, alerts_post_failed) = webhook.map(|w| w.finish()).unwrap_or((0, 0));
         let n_turns = speakers.iter().map(|s| s.turns).sum();
         let c = &counters;
@@ -877,6 +863,18 @@ impl Engine {
             summary,
             input_error,
         })
+    }
+}
+
+/// Hand conversation events to the sink; alerts also go to the webhook.
+fn forward_events(events: Vec<Event>, webhook: Option<&Webhook>, sink: &mut dyn FnMut(Event)) {
+    for e in events {
+        if let (Event::Alert(_), Some(w)) = (&e, webhook) {
+            if let Ok(body) = serde_json::to_vec(&e) {
+                w.send(body);
+            }
+        }
+        sink(e);
     }
 }
 
