@@ -10,10 +10,12 @@
 use serde::{Deserialize, Serialize};
 
 /// Version of the event schema written in every event's `schema` field.
-pub const SCHEMA_VERSION: &str = "1.2";
+pub const SCHEMA_VERSION: &str = "1.3";
 
 /// Which party a leg carries.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord, Default,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     /// The contact-centre agent.
@@ -21,6 +23,7 @@ pub enum Role {
     /// The caller.
     Customer,
     /// A party whose role is not known (e.g. a mono recording of both).
+    #[default]
     Unknown,
 }
 
@@ -541,6 +544,40 @@ pub struct PipelineStats {
     /// Alerts the webhook could not take after all retries.
     #[serde(default)]
     pub alerts_post_failed: u32,
+    /// RTP transport counters per leg (telephony sources only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rtp: Option<Vec<RtpLegStats>>,
+}
+
+/// Transport counters of one RTP leg, reported in the call summary.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RtpLegStats {
+    /// The party on this leg.
+    pub role: Role,
+    /// Where its packets came from and went (`ip:port -> ip:port`), when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    /// Codec of the last audio packet (`PCMU` or `PCMA`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub codec: Option<String>,
+    /// RTP packets taken (all streams of the leg, duplicates and late included).
+    pub packets: u64,
+    /// Packets never received (expected - received, per stream).
+    pub lost: u64,
+    /// Packets that arrived after their audio was played out (dropped).
+    pub late: u64,
+    /// Duplicate packets (dropped).
+    pub duplicates: u64,
+    /// Packets that arrived after a later-numbered one (placed if in time).
+    pub reordered: u64,
+    /// New SSRCs after the first: each restarted the leg's stream.
+    pub ssrc_changes: u32,
+    /// Timestamp or sequence jumps that re-anchored the stream.
+    pub jumps: u32,
+    /// Packets with a payload type other than PCMU/PCMA (DTMF events, comfort noise): ignored.
+    pub other_payload: u64,
+    /// Datagrams that were not valid RTP.
+    pub malformed: u64,
 }
 
 /// Most items each queue held at once.

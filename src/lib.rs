@@ -54,4 +54,5 @@ pub mod runtime;
 pub mod segment;
 pub mod sentiment;
 pub mod sink;
+pub mod telephony;
 pub mod train;

@@ -15,7 +15,7 @@ use super::MODEL_RATE;
 #[derive(Debug, thiserror::Error)]
 pub enum ResampleError {
     /// The resampler could not be built for this rate.
-    #[error("cannot resample from {rate} Hz to 16 kHz: {reason}")]
+    #[error("cannot resample from {rate} Hz: {reason}")]
     Construction {
         /// Input rate.
         rate: u32,
@@ -43,7 +43,12 @@ pub struct LegResampler {
 impl LegResampler {
     /// A resampler from `input_rate` to 16 kHz (a pass-through at 16 kHz).
     pub fn new(input_rate: u32) -> Result<Self, ResampleError> {
-        if input_rate == MODEL_RATE {
+        Self::to_rate(input_rate, MODEL_RATE)
+    }
+
+    /// A resampler from `input_rate` to `output_rate`.
+    pub fn to_rate(input_rate: u32, output_rate: u32) -> Result<Self, ResampleError> {
+        if input_rate == output_rate {
             return Ok(LegResampler {
                 inner: None,
                 input: Vec::new(),
@@ -56,7 +61,7 @@ impl LegResampler {
         }
         let fft = Fft::<f32>::new(
             input_rate as usize,
-            MODEL_RATE as usize,
+            output_rate as usize,
             CHUNK,
             1,
             FixedSync::Input,
@@ -74,7 +79,7 @@ impl LegResampler {
             to_trim,
             in_total: 0,
             out_total: 0,
-            ratio: MODEL_RATE as f64 / input_rate as f64,
+            ratio: output_rate as f64 / input_rate as f64,
         })
     }
 

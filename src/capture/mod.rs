@@ -69,6 +69,8 @@ pub struct CaptureShared {
     pub dropped: AtomicU64,
     /// An input error that ended the source (set once, off the audio path).
     pub error: Mutex<Option<String>>,
+    /// Transport counters of RTP legs (set by telephony sources when they end).
+    pub rtp: Mutex<Option<Vec<crate::event::RtpLegStats>>>,
 }
 
 impl CaptureShared {
@@ -162,6 +164,12 @@ impl RingWriter {
             std::thread::sleep(Duration::from_millis(1));
         }
     }
+}
+
+/// Run a source's capture loop on its own named thread (for sources
+/// outside this module).
+pub fn spawn_named(name: &str, f: impl FnOnce() + Send + 'static) -> Result<Capture, CaptureError> {
+    spawn(name, f)
 }
 
 /// Run a source's capture loop on its own named thread.
@@ -408,6 +416,65 @@ impl Source for Stdin {
                 bytes.copy_within(whole..have, 0);
                 have -= whole;
                 if !w.write(&samples) {
+                    return;
+                }
+            }
+        })
+    }
+}
+
+/// Interleaved audio already in memory (decoded packet captures), read with
+/// backpressure like a file.
+pub struct Memory {
+    info: SourceInfo,
+    samples: Vec<f32>,
+    rtp: Option<Vec<crate::event::RtpLegStats>>,
+}
+
+impl Memory {
+    /// `samples` interleaved, `channels` per frame.
+    pub fn new(rate: u32, channels: u16, samples: Vec<f32>, label: String) -> Self {
+        let frames = samples.len() / channels.max(1) as usize;
+        Memory {
+            info: SourceInfo {
+                rate,
+                channels,
+                duration_s: Some(frames as f64 / rate as f64),
+                live: false,
+                label,
+            },
+            samples,
+            rtp: None,
+        }
+    }
+
+    /// Report these RTP transport counters in the call summary.
+    pub fn with_rtp(mut self, stats: Vec<crate::event::RtpLegStats>) -> Self {
+        self.rtp = Some(stats);
+        self
+    }
+}
+
+impl Source for Memory {
+    fn info(&self) -> SourceInfo {
+        self.info.clone()
+    }
+
+    fn start(
+        self: Box<Self>,
+        ring: Producer<f32>,
+        shared: Arc<CaptureShared>,
+        stop: Arc<AtomicBool>,
+    ) -> Result<Capture, CaptureError> {
+        let ch = self.info.channels as usize;
+        let samples = self.samples;
+        if let (Some(r), Ok(mut g)) = (self.rtp, shared.rtp.lock()) {
+            *g = Some(r);
+        }
+        spawn("capture-memory", move || {
+            let mut w = RingWriter::new(ring, shared, stop, ch, true);
+            for chunk in samples.chunks(4096 * ch) {
+                if !w.write(chunk) {
                     return;
                 }
             }

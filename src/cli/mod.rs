@@ -5,6 +5,7 @@ mod live;
 mod models;
 mod report;
 mod score;
+mod telephony;
 mod train;
 
 use std::path::PathBuf;
@@ -98,6 +99,14 @@ pub enum Command {
     Listen(live::ListenArgs),
     /// List audio input devices (for `listen --device`).
     Devices,
+    /// Answer SIP calls (UDP) and score each one live from its RTP (G.711).
+    Sip(telephony::SipArgs),
+    /// Receive RTP streams (G.711) on UDP ports and score them live as a call.
+    Rtp(telephony::RtpArgs),
+    /// Find the calls in a packet capture (pcap/pcapng: SIP + RTP) and score each one.
+    Pcap(telephony::PcapArgs),
+    /// Send a WAV file as G.711 RTP streams (or write them to a pcap), with optional loss, reordering and duplicates.
+    RtpSend(telephony::RtpSendArgs),
     /// Fetch, list and locate models.
     Models(models::ModelsArgs),
     /// Train the polarity or emotion head.
@@ -124,6 +133,10 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Stream(a) => live::stream(cfg, a),
         Command::Listen(a) => live::listen(cfg, a),
         Command::Devices => live::devices(),
+        Command::Sip(a) => telephony::sip(cfg, a),
+        Command::Rtp(a) => telephony::rtp(cfg, a),
+        Command::Pcap(a) => telephony::pcap(cfg, a),
+        Command::RtpSend(a) => telephony::rtp_send(a),
         Command::Models(a) => models::run(cfg, a),
         Command::Train(a) => train::run_train(cfg, a),
         Command::Eval(a) => train::run_eval(cfg, a),

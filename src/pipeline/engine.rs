@@ -106,6 +106,8 @@ pub struct RunOptions {
     pub ring_seconds: f64,
     /// Capacity of the finished-turn queue.
     pub final_queue: usize,
+    /// Role of each leg, overriding `[roles]` (telephony legs know theirs).
+    pub roles: Option<Vec<crate::event::Role>>,
 }
 
 impl RunOptions {
@@ -121,6 +123,7 @@ impl RunOptions {
             stop: Arc::new(AtomicBool::new(false)),
             ring_seconds: 2.0,
             final_queue: QUEUE_TURNS,
+            roles: None,
         }
     }
 
@@ -138,6 +141,7 @@ impl RunOptions {
             stop,
             ring_seconds: l.ring_ms as f64 / 1000.0,
             final_queue: l.final_queue,
+            roles: None,
         }
     }
 }
@@ -347,17 +351,15 @@ impl Engine {
 
         let mut turns_out: Vec<TurnEvent> = Vec::new();
         let roles: Vec<crate::event::Role> = (0..legs)
-            .map(|l| {
-                if legs == 1 {
-                    self.cfg.roles.mono
-                } else {
-                    self.cfg.roles.role(l, legs)
-                }
+            .map(|l| match &opts.roles {
+                Some(r) => r.get(l).copied().unwrap_or_default(),
+                None if legs == 1 => self.cfg.roles.mono,
+                None => self.cfg.roles.role(l, legs),
             })
             .collect();
         let mut conv = Conversation::new(
             &opts.call_id,
-            roles,
+            roles.clone(),
             self.cfg.dynamics.clone(),
             self.rules.clone(),
         );
@@ -649,7 +651,7 @@ impl Engine {
             });
 
             // Analysis: prosody + sentiment.
-            let roles = self.cfg.roles.clone();
+            let leg_roles = roles.clone();
             let encoder = self.encoder.clone();
             let head = self.head.clone();
             let call = opts.call_id.clone();
@@ -659,13 +661,7 @@ impl Engine {
             let mut analyser = TurnAnalyser::new((*self.emotion).clone(), legs);
             let analysis = s.spawn(move || -> Result<(), EngineError> {
                 let mut baselines: Vec<Baseline> = vec![Baseline::default(); legs];
-                let role = |leg: usize| {
-                    if legs == 1 {
-                        roles.mono
-                    } else {
-                        roles.role(leg, legs)
-                    }
-                };
+                let role = |leg: usize| leg_roles[leg];
                 for out in asr_rx.iter() {
                     let ready = match out {
                         AsrOut::Final {
@@ -856,6 +852,7 @@ impl Engine {
                 devices: self.devices(),
                 alerts_posted,
                 alerts_post_failed,
+                rtp: shared.rtp.lock().ok().and_then(|g| g.clone()),
             },
         };
         sink(Event::Summary(summary.clone()));
