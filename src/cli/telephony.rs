@@ -761,9 +761,16 @@ pub struct RtpSendArgs {
     /// Seed for the impairments and the initial sequence numbers and timestamps.
     #[arg(long, default_value_t = 1)]
     seed: u64,
-    /// Source port of the first stream (the next ones +2 each); in pcaps, also the source address.
-    #[arg(long, default_value_t = 7000)]
-    from_port: u16,
+    /// Source addresses, one per channel (default 127.0.0.1:7000, :7002, ...).
+    #[arg(long, value_delimiter = ',', value_name = "ADDR:PORT,...")]
+    from: Vec<SocketAddrV4>,
+    /// With --pcap: also write the SIP dialog of a plain call (INVITE/200/ACK ... BYE) in which
+    /// channel --caller-channel calls the other, each party's RTP flowing to the port its SDP names.
+    #[arg(long, requires = "pcap", conflicts_with_all = ["to", "from"])]
+    sip: bool,
+    /// With --sip: the channel that carries the caller.
+    #[arg(long, default_value_t = 1, requires = "sip")]
+    caller_channel: usize,
 }
 
 pub fn rtp_send(a: RtpSendArgs) -> Result<i32> {
@@ -781,21 +788,53 @@ pub fn rtp_send(a: RtpSendArgs) -> Result<i32> {
     }
     let legs =
         sender::read_legs_8k(&a.file).map_err(|e| anyhow::anyhow!("{}: {e}", a.file.display()))?;
-    let dests: Vec<SocketAddrV4> = if a.to.is_empty() {
-        (0..legs.len())
-            .map(|i| SocketAddrV4::new([127, 0, 0, 1].into(), 6000 + 2 * i as u16))
-            .collect()
-    } else {
-        a.to.clone()
-    };
-    if dests.len() != legs.len() {
+    let ip = std::net::Ipv4Addr::LOCALHOST;
+    let caller_media = SocketAddrV4::new(ip, 7000);
+    let callee_media = SocketAddrV4::new(ip, 6000);
+    if a.sip && (legs.len() > 2 || a.caller_channel >= legs.len()) {
         bail!(
-            "{} has {} channel(s): give {} destination(s) with --to",
+            "--sip: {} has {} channel(s); --caller-channel {} does not exist",
             a.file.display(),
             legs.len(),
-            legs.len()
+            a.caller_channel
         );
     }
+    // (source, destination) per channel.
+    let addrs: Vec<(SocketAddrV4, SocketAddrV4)> = if a.sip {
+        (0..legs.len())
+            .map(|i| {
+                if i == a.caller_channel {
+                    (caller_media, callee_media)
+                } else {
+                    (callee_media, caller_media)
+                }
+            })
+            .collect()
+    } else {
+        let to: Vec<SocketAddrV4> = if a.to.is_empty() {
+            (0..legs.len())
+                .map(|i| SocketAddrV4::new(ip, 6000 + 2 * i as u16))
+                .collect()
+        } else {
+            a.to.clone()
+        };
+        let from: Vec<SocketAddrV4> = if a.from.is_empty() {
+            (0..legs.len())
+                .map(|i| SocketAddrV4::new(ip, 7000 + 2 * i as u16))
+                .collect()
+        } else {
+            a.from.clone()
+        };
+        if to.len() != legs.len() || from.len() != legs.len() {
+            bail!(
+                "{} has {} channel(s): give {} address(es) to --to (and --from, if used)",
+                a.file.display(),
+                legs.len(),
+                legs.len()
+            );
+        }
+        from.into_iter().zip(to).collect()
+    };
     let pt = if a.codec == Codec::Pcma { 8 } else { 0 };
     let imp = Impairment {
         loss: a.loss / 100.0,
@@ -813,21 +852,41 @@ pub fn rtp_send(a: RtpSendArgs) -> Result<i32> {
         let pk = sender::packetise(l, pt, ssrc, seq0, ts0);
         let (timed, inj) = sender::impair(pk, &imp, &mut rng);
         report.push(serde_json::json!({
-            "stream": i, "to": dests[i].to_string(), "ssrc": format!("{ssrc:#010x}"), "injected": inj
+            "stream": i, "from": addrs[i].0.to_string(), "to": addrs[i].1.to_string(),
+            "ssrc": format!("{ssrc:#010x}"), "injected": inj
         }));
         streams.push(timed);
     }
     let merged = sender::merge(streams);
-    let src = |i: usize| SocketAddrV4::new([127, 0, 0, 1].into(), a.from_port + 2 * i as u16);
     if let Some(p) = &a.pcap {
-        let addrs: Vec<_> = (0..legs.len()).map(|i| (src(i), dests[i])).collect();
-        sender::write_pcap(p, &merged, &addrs, 1_700_000_000_000_000)
+        // SIP first (if any), the media 100 ms after the ACK.
+        let media_at = if a.sip { 160_000 } else { 0 };
+        let mut dg: Vec<sender::CaptureDatagram> = merged
+            .iter()
+            .map(|(t, k, b)| (media_at + t, addrs[*k].0, addrs[*k].1, b.clone()))
+            .collect();
+        if a.sip {
+            let end = media_at + merged.last().map_or(0, |m| m.0) + 200_000;
+            dg.extend(sender::sip_dialog(
+                &format!("{}@callpulse.test", a.seed),
+                SocketAddrV4::new(ip, 5062),
+                SocketAddrV4::new(ip, 5060),
+                caller_media,
+                callee_media,
+                pt,
+                end,
+            ));
+            dg.sort_by_key(|d| d.0);
+        }
+        sender::write_pcap(p, &dg, 1_700_000_000_000_000)
             .with_context(|| format!("cannot write {}", p.display()))?;
     } else {
-        let socks: Vec<std::net::UdpSocket> = (0..legs.len())
-            .map(|i| {
-                std::net::UdpSocket::bind(SocketAddrV4::new(*dests[i].ip(), 0))
-                    .with_context(|| format!("cannot open a UDP socket for {}", dests[i]))
+        let socks: Vec<std::net::UdpSocket> = addrs
+            .iter()
+            .map(|(from, to)| {
+                std::net::UdpSocket::bind(from)
+                    .or_else(|_| std::net::UdpSocket::bind(SocketAddrV4::new(*to.ip(), 0)))
+                    .with_context(|| format!("cannot open a UDP socket for {to}"))
             })
             .collect::<Result<_>>()?;
         let start = Instant::now();
@@ -838,7 +897,7 @@ pub fn rtp_send(a: RtpSendArgs) -> Result<i32> {
                 std::thread::sleep(due - now);
             }
             // A refused datagram (nobody listening yet) is not fatal.
-            let _ = socks[*k].send_to(b, dests[*k]);
+            let _ = socks[*k].send_to(b, addrs[*k].1);
         }
     }
     println!(

@@ -182,21 +182,113 @@ pub fn merge(streams: Vec<Timed>) -> Vec<(u64, usize, Vec<u8>)> {
     all
 }
 
-/// Write streams to a pcap (Ethernet/IPv4/UDP), starting at `start_us`.
+/// One datagram for a capture: (time µs, source, destination, payload).
+pub type CaptureDatagram = (u64, SocketAddrV4, SocketAddrV4, Vec<u8>);
+
+/// Write datagrams (sorted by time) to a pcap (Ethernet/IPv4/UDP), times
+/// offset by `start_us`.
 pub fn write_pcap(
     path: &Path,
-    merged: &[(u64, usize, Vec<u8>)],
-    addrs: &[(SocketAddrV4, SocketAddrV4)],
+    datagrams: &[CaptureDatagram],
     start_us: u64,
 ) -> std::io::Result<()> {
     let f = std::io::BufWriter::new(std::fs::File::create(path)?);
     let mut w = super::pcap::Writer::new(f)?;
-    for (t, k, b) in merged {
-        let (src, dst) = addrs[*k];
-        w.udp(start_us + t, src, dst, b)?;
+    for (t, src, dst, b) in datagrams {
+        w.udp(start_us + t, *src, *dst, b)?;
     }
     w.finish()?;
     Ok(())
+}
+
+/// The SIP messages of a plain two-party call for a synthetic capture: the
+/// caller (SIP `caller_sip`, media `caller_media`) calls the callee; INVITE
+/// with the caller's offer, 100, 200 with the callee's answer, ACK at the
+/// start; BYE and 200 at `end_us`. Times are µs, the first message at 0.
+pub fn sip_dialog(
+    call_id: &str,
+    caller_sip: SocketAddrV4,
+    callee_sip: SocketAddrV4,
+    caller_media: SocketAddrV4,
+    callee_media: SocketAddrV4,
+    payload_type: u8,
+    end_us: u64,
+) -> Vec<CaptureDatagram> {
+    let name = if payload_type == 8 { "PCMA" } else { "PCMU" };
+    let sdp = |who: &str, m: SocketAddrV4| {
+        format!(
+            "v=0\r\no={who} 1 1 IN IP4 {ip}\r\ns=-\r\nc=IN IP4 {ip}\r\nt=0 0\r\nm=audio {port} RTP/AVP {payload_type}\r\na=rtpmap:{payload_type} {name}/8000\r\na=sendrecv\r\n",
+            ip = m.ip(),
+            port = m.port()
+        )
+    };
+    let from = format!("<sip:customer@{caller_sip}>;tag=c1");
+    let to = format!("<sip:support@{callee_sip}>");
+    let to_tagged = format!("{to};tag=s1");
+    let req = |method: &str, cseq: u32, to: &str, body: Option<String>| {
+        let body = body.unwrap_or_default();
+        let ct = if body.is_empty() {
+            ""
+        } else {
+            "Content-Type: application/sdp\r\n"
+        };
+        format!(
+            "{method} sip:support@{callee_sip} SIP/2.0\r\nVia: SIP/2.0/UDP {caller_sip};branch=z9hG4bK{cseq}{method}\r\nFrom: {from}\r\nTo: {to}\r\nCall-ID: {call_id}\r\nCSeq: {cseq} {method}\r\nMax-Forwards: 70\r\n{ct}Content-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .into_bytes()
+    };
+    let resp = |code: &str, cseq: &str, method: &str, body: Option<String>| {
+        let body = body.unwrap_or_default();
+        let ct = if body.is_empty() {
+            ""
+        } else {
+            "Content-Type: application/sdp\r\n"
+        };
+        format!(
+            "SIP/2.0 {code}\r\nVia: SIP/2.0/UDP {caller_sip};branch=z9hG4bK{cseq}{method}\r\nFrom: {from}\r\nTo: {to_tagged}\r\nCall-ID: {call_id}\r\nCSeq: {cseq} {method}\r\n{ct}Content-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .into_bytes()
+    };
+    vec![
+        (
+            0,
+            caller_sip,
+            callee_sip,
+            req("INVITE", 1, &to, Some(sdp("customer", caller_media))),
+        ),
+        (
+            2_000,
+            callee_sip,
+            caller_sip,
+            resp("100 Trying", "1", "INVITE", None),
+        ),
+        (
+            50_000,
+            callee_sip,
+            caller_sip,
+            resp("200 OK", "1", "INVITE", Some(sdp("support", callee_media))),
+        ),
+        (
+            60_000,
+            caller_sip,
+            callee_sip,
+            req("ACK", 1, &to_tagged, None),
+        ),
+        (
+            end_us,
+            caller_sip,
+            callee_sip,
+            req("BYE", 2, &to_tagged, None),
+        ),
+        (
+            end_us + 5_000,
+            callee_sip,
+            caller_sip,
+            resp("200 OK", "2", "BYE", None),
+        ),
+    ]
 }
 
 #[cfg(test)]
