@@ -17,6 +17,10 @@ pub enum What {
     /// Live replay at `--speed`: latency of final turns after the end of
     /// speech (p50/p95/p99), partial cadence, latency trend, overload counters.
     Live,
+    /// Concurrent live calls (the two-channel FILE replayed at 1x per call,
+    /// staggered): 1, 2, 3, ... calls until final-turn p95 latency passes
+    /// `--p95-ms`; where the time goes at each step.
+    Capacity,
 }
 
 #[derive(Args, Debug)]
@@ -41,6 +45,18 @@ pub struct BenchArgs {
     /// Capture buffer, ms. [live]
     #[arg(long, default_value_t = 20)]
     buffer_ms: u32,
+    /// Minutes of audio per call in each step. [capacity]
+    #[arg(long, default_value_t = 2.0, value_name = "MIN")]
+    step_minutes: f64,
+    /// Most concurrent calls to try. [capacity]
+    #[arg(long, default_value_t = 8)]
+    max_calls: usize,
+    /// A step is sustained while final-turn p95 latency stays within this. [capacity]
+    #[arg(long, default_value_t = 2000.0, value_name = "MS")]
+    p95_ms: f64,
+    /// Partial results every N ms of a turn (0 = none) during the capacity steps. [capacity; config: live.partial_interval_ms]
+    #[arg(long, value_name = "MS")]
+    partial_interval_ms: Option<u32>,
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
@@ -52,6 +68,9 @@ pub fn run(mut cfg: Config, a: BenchArgs) -> Result<i32> {
     a.models.apply(&mut cfg);
     if a.what == What::Live {
         return live(cfg, a);
+    }
+    if a.what == What::Capacity {
+        return capacity(cfg, a);
     }
     callpulse::audio::wav::WavSource::open(&a.file)?;
     let paths = models::ensure(&cfg, &Component::for_scoring(&cfg), false)?;
@@ -389,4 +408,183 @@ fn live(cfg: Config, a: BenchArgs) -> Result<i32> {
 
 fn round3(v: f64) -> f64 {
     (v * 1000.0).round() / 1000.0
+}
+
+/// Process CPU seconds (user + system) so far.
+fn cpu_seconds() -> Option<f64> {
+    let s = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name (which may contain spaces).
+    let rest = &s[s.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0)
+}
+
+fn capacity(mut cfg: Config, a: BenchArgs) -> Result<i32> {
+    use callpulse::capture::PacedWav;
+    use callpulse::pipeline::RunOptions;
+    use std::time::{Duration, Instant};
+
+    if let Some(ms) = a.partial_interval_ms {
+        cfg.live.partial_interval_ms = ms;
+    }
+    cfg.validate()?;
+    let info = callpulse::audio::wav::WavSource::open(&a.file)?.info();
+    if info.channels != 2 {
+        anyhow::bail!("bench capacity needs a two-channel (agent + customer) WAV file");
+    }
+    let one = info.duration_s();
+    let per_call = a.step_minutes * 60.0;
+    if !(per_call.is_finite() && per_call >= one.min(30.0)) {
+        anyhow::bail!(
+            "--step-minutes must cover at least {:.1} s of audio",
+            one.min(30.0)
+        );
+    }
+    let loops = (per_call / one).ceil() as u32;
+    let paths = models::ensure(&cfg, &Component::for_scoring(&cfg), false)?;
+    let engine = Engine::load(&cfg, &paths)?;
+    let stop = super::live::stop_on_signals()?;
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    eprintln!(
+        "bench capacity: {} per call, {:.1} min per step, {} cores, ASR {} thread(s) per call, partials every {} ms",
+        a.file.display(),
+        a.step_minutes,
+        cores,
+        cfg.asr.threads,
+        cfg.live.partial_interval_ms
+    );
+    let mut steps = Vec::new();
+    let mut sustained = 0usize;
+    for n in 1..=a.max_calls.max(1) {
+        if stop.load(std::sync::atomic::Ordering::Relaxed) {
+            break;
+        }
+        let cpu0 = cpu_seconds();
+        let t0 = Instant::now();
+        let results: Vec<Result<(Vec<(f64, f64)>, callpulse::event::SummaryEvent)>> =
+            std::thread::scope(|s| {
+                let hs: Vec<_> = (0..n)
+                    .map(|i| {
+                        let engine = engine.clone();
+                        let cfg = &cfg;
+                        let stop = stop.clone();
+                        let file = &a.file;
+                        s.spawn(move || -> Result<_> {
+                            // Stagger the calls so their turns do not line up.
+                            std::thread::sleep(Duration::from_secs_f64(
+                                one * i as f64 / n as f64 / 2.0,
+                            ));
+                            let src = PacedWav::open(file, 1.0, 20, loops)?;
+                            let mut opts = RunOptions::live(&format!("call-{i}"), cfg, stop);
+                            opts.max_seconds = Some(per_call);
+                            let mut lat = Vec::new();
+                            let out = engine.run(
+                                Box::new(src),
+                                &opts,
+                                &mut |e| {
+                                    if let Event::Turn(t) = e {
+                                        lat.push((
+                                            t.end - t.start,
+                                            t.timings.latency_ms.unwrap_or(0.0) as f64,
+                                        ));
+                                    }
+                                },
+                                &|_, _| {},
+                            )?;
+                            Ok((lat, out.summary))
+                        })
+                    })
+                    .collect();
+                hs.into_iter()
+                    .map(|h| {
+                        h.join()
+                            .unwrap_or_else(|_| Err(anyhow::anyhow!("call thread panicked")))
+                    })
+                    .collect()
+            });
+        let wall = t0.elapsed().as_secs_f64();
+        let cpu = match (cpu0, cpu_seconds()) {
+            (Some(a), Some(b)) => Some(b - a),
+            _ => None,
+        };
+        let mut lat: Vec<f64> = Vec::new();
+        let (mut dropped, mut p_emit, mut p_skip, mut turns) = (0u64, 0u32, 0u32, 0u32);
+        let mut stage = [0.0f64; 4];
+        for r in results {
+            let (l, sm) = r?;
+            lat.extend(l.iter().filter(|x| x.0 <= a.max_turn_s).map(|x| x.1));
+            let st = &sm.stats;
+            dropped += st.frames_dropped;
+            p_emit += st.partials_emitted;
+            p_skip += st.partials_skipped;
+            turns += sm.turns;
+            stage[0] += st.stage_ms.frontend as f64;
+            stage[1] += st.stage_ms.asr as f64;
+            stage[2] += st.stage_ms.prosody as f64;
+            stage[3] += st.stage_ms.sentiment as f64;
+        }
+        lat.sort_by(f64::total_cmp);
+        let p50 = percentile(&lat, 50.0).unwrap_or(0.0);
+        let p95 = percentile(&lat, 95.0).unwrap_or(0.0);
+        let max = lat.last().copied().unwrap_or(0.0);
+        let ok = p95 <= a.p95_ms && dropped == 0 && !lat.is_empty();
+        let total_stage: f64 = stage.iter().sum::<f64>().max(1e-9);
+        let step = serde_json::json!({
+            "calls": n,
+            "turns": turns,
+            "latency_ms": {"p50": p50.round(), "p95": p95.round(), "max": max.round()},
+            "frames_dropped": dropped,
+            "partials_emitted": p_emit,
+            "partials_skipped": p_skip,
+            "wall_s": round3(wall),
+            "cpu_s": cpu.map(round3),
+            "cpu_utilisation": cpu.map(|c| round3(c / wall / cores as f64)),
+            "stage_share": {
+                "frontend": round3(stage[0] / total_stage),
+                "asr": round3(stage[1] / total_stage),
+                "prosody": round3(stage[2] / total_stage),
+                "sentiment": round3(stage[3] / total_stage),
+            },
+            "stage_ms_per_audio_s": {
+                "frontend": round3(stage[0] / (per_call * n as f64)),
+                "asr": round3(stage[1] / (per_call * n as f64)),
+                "prosody": round3(stage[2] / (per_call * n as f64)),
+                "sentiment": round3(stage[3] / (per_call * n as f64)),
+            },
+            "sustained": ok,
+        });
+        if !a.json {
+            eprintln!(
+                "  {n} call(s): {turns} turns, final latency p50 {p50:.0} / p95 {p95:.0} / max {max:.0} ms, CPU {:.0}%, dropped {dropped}, partials {p_emit} (+{p_skip} skipped), ASR {:.0}% of stage time -> {}",
+                cpu.map_or(0.0, |c| 100.0 * c / wall / cores as f64),
+                100.0 * stage[1] / total_stage,
+                if ok { "sustained" } else { "NOT sustained" }
+            );
+        }
+        steps.push(step);
+        if ok {
+            sustained = n;
+        } else {
+            break;
+        }
+    }
+    let report = serde_json::json!({
+        "file": a.file.display().to_string(),
+        "cores": cores,
+        "asr_threads_per_call": cfg.asr.threads,
+        "partial_interval_ms": cfg.live.partial_interval_ms,
+        "p95_limit_ms": a.p95_ms,
+        "sustained_calls": sustained,
+        "steps": steps,
+    });
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!(
+            "{sustained} concurrent call(s) sustained with final-turn p95 <= {:.0} ms",
+            a.p95_ms
+        );
+    }
+    Ok(0)
 }

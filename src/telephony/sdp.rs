@@ -209,7 +209,16 @@ pub struct AnswerMedia {
     pub proto: String,
 }
 
+/// Keep only characters that cannot break an SDP line or field.
+fn token(s: &str) -> String {
+    s.chars()
+        .filter(|c| c.is_ascii_alphanumeric() || "/._-+:@".contains(*c))
+        .take(64)
+        .collect()
+}
+
 /// Write an answer: we only receive, so accepted lines are `recvonly`.
+/// Values echoed from the offer (labels, media kinds) are sanitised.
 pub fn answer(session_id: u64, addr: IpAddr, media: &[AnswerMedia]) -> String {
     let ipv = if addr.is_ipv4() { "IP4" } else { "IP6" };
     let mut s = format!(
@@ -217,7 +226,7 @@ pub fn answer(session_id: u64, addr: IpAddr, media: &[AnswerMedia]) -> String {
     );
     for m in media {
         if m.port == 0 {
-            s.push_str(&format!("m={} 0 {} 0\r\n", m.kind, m.proto));
+            s.push_str(&format!("m={} 0 {} 0\r\n", token(&m.kind), token(&m.proto)));
             continue;
         }
         let name = if m.payload_type == 0 { "PCMU" } else { "PCMA" };
@@ -226,7 +235,7 @@ pub fn answer(session_id: u64, addr: IpAddr, media: &[AnswerMedia]) -> String {
             m.port,
             pt = m.payload_type
         ));
-        if let Some(l) = &m.label {
+        if let Some(l) = m.label.as_deref().map(token).filter(|l| !l.is_empty()) {
             s.push_str(&format!("a=label:{l}\r\n"));
         }
         s.push_str("a=recvonly\r\n");

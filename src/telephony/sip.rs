@@ -6,6 +6,9 @@
 pub const MAX_MESSAGE: usize = 64 * 1024;
 /// Most header fields accepted.
 pub const MAX_HEADERS: usize = 128;
+/// Most Via headers accepted: a request never crosses more proxies than
+/// Max-Forwards allows (70 by default), and every response copies them.
+pub const MAX_VIAS: usize = 70;
 
 /// First line of a message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,6 +61,9 @@ pub enum SipError {
     /// More than [`MAX_HEADERS`] header fields.
     #[error("too many SIP headers")]
     TooManyHeaders,
+    /// More than [`MAX_VIAS`] Via headers.
+    #[error("more than {MAX_VIAS} Via headers")]
+    TooManyVias,
     /// Content-Length is not a number or exceeds the bytes received.
     #[error("bad Content-Length: {0}")]
     ContentLength(String),
@@ -112,6 +118,11 @@ pub fn parse(buf: &[u8]) -> Result<Message, SipError> {
     let start = parse_start(first)?;
     let mut headers: Vec<(String, String)> = Vec::new();
     for (i, line) in lines.enumerate() {
+        // Control characters (a bare CR above all) could split a header
+        // when it is copied into a response.
+        if line.bytes().any(|b| (b < 0x20 && b != b'\t') || b == 0x7F) {
+            return Err(SipError::Header(i + 2));
+        }
         if line.starts_with(' ') || line.starts_with('\t') {
             // Folded continuation of the previous header.
             let Some(last) = headers.last_mut() else {
@@ -130,6 +141,9 @@ pub fn parse(buf: &[u8]) -> Result<Message, SipError> {
             return Err(SipError::TooManyHeaders);
         }
         headers.push((canonical(name), value.trim().to_string()));
+    }
+    if headers.iter().filter(|(n, _)| n == "Via").count() > MAX_VIAS {
+        return Err(SipError::TooManyVias);
     }
     let rest = &buf[head_end.1..];
     let mut msg = Message {
@@ -161,6 +175,9 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 }
 
 fn parse_start(line: &str) -> Result<StartLine, SipError> {
+    if line.bytes().any(|b| b < 0x20 || b == 0x7F) {
+        return Err(SipError::StartLine);
+    }
     let mut parts = line.splitn(3, ' ');
     let a = parts.next().ok_or(SipError::StartLine)?;
     let b = parts.next().ok_or(SipError::StartLine)?;
@@ -358,6 +375,39 @@ l: 8\r\n\r\nv=0\r\nxyzEXTRA";
         assert_eq!(Message::tag_of(p.header("To").unwrap()), Some("t1"));
         assert_eq!(p.call_id(), Some("call-1@127.0.0.1"));
         assert_eq!(p.body, b"v=0\r\n");
+    }
+
+    /// Found by `cargo fuzz run sip`: a request with 127 Via headers (and
+    /// NUL bytes in its request line) got a response our own parser refused
+    /// (too many headers once From/To/Call-ID/CSeq were added).
+    #[test]
+    fn regression_fuzz_sip_many_vias_response_parses() {
+        let found = include_bytes!("../../fuzz/regressions/sip-many-vias-control-chars.bin");
+        assert!(parse(found).is_err());
+        let req = |vias: usize| {
+            format!(
+                "OPTIONS sip:x SIP/2.0\r\n{}From: <sip:a>;tag=1\r\nTo: <sip:b>\r\nCall-ID: c\r\nCSeq: 1 OPTIONS\r\n\r\n",
+                "Via: SIP/2.0/UDP h;branch=z9hG4bK1\r\n".repeat(vias)
+            )
+        };
+        assert_eq!(
+            parse(req(MAX_VIAS + 1).as_bytes()),
+            Err(SipError::TooManyVias)
+        );
+        let m = parse(req(MAX_VIAS).as_bytes()).unwrap();
+        let r = m.response(
+            200,
+            "OK",
+            Some("t"),
+            &[("Allow", "INVITE"), ("Server", "x")],
+            None,
+        );
+        assert_eq!(parse(&r).unwrap().headers_named("Via").count(), MAX_VIAS);
+        // A bare CR inside a header would split it when copied.
+        assert_eq!(
+            parse(b"OPTIONS sip:x SIP/2.0\r\nVia: a\rInjected: 1\r\n\r\n"),
+            Err(SipError::Header(2))
+        );
     }
 
     #[test]
