@@ -65,6 +65,13 @@ impl AsrConfig {
     }
 }
 
+/// One decode at a time in the whole process. whisper.cpp's worker threads
+/// spin while they wait, so two decodes that each use every core slow each
+/// other down many times over (measured with `bench capacity`: ASR time per
+/// second of audio went from 65 ms to over 1 s with two calls). Serialised,
+/// each decode gets all the cores and concurrent calls take turns.
+static DECODE_GATE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// A loaded whisper.cpp model, shared by every recogniser.
 #[derive(Clone)]
 pub struct WhisperModel {
@@ -193,9 +200,12 @@ impl WhisperAsr {
         } else {
             audio
         };
-        self.state
-            .full(p, input)
-            .map_err(|e| AsrError::Decode(e.to_string()))?;
+        {
+            let _gate = DECODE_GATE.lock().unwrap_or_else(|e| e.into_inner());
+            self.state
+                .full(p, input)
+                .map_err(|e| AsrError::Decode(e.to_string()))?;
+        }
         let eot = self.model.ctx.token_eot();
         let mut raw: Vec<(String, f64, f64, f32, u32)> = Vec::new();
         for seg in self.state.as_iter() {
