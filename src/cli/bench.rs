@@ -410,6 +410,9 @@ fn round3(v: f64) -> f64 {
     (v * 1000.0).round() / 1000.0
 }
 
+/// One capacity call: (turn length, final latency ms) per turn, and its summary.
+type CallRun = (Vec<(f64, f64)>, callpulse::event::SummaryEvent);
+
 /// Process CPU seconds (user + system) so far.
 fn cpu_seconds() -> Option<f64> {
     let s = std::fs::read_to_string("/proc/self/stat").ok()?;
@@ -462,47 +465,46 @@ fn capacity(mut cfg: Config, a: BenchArgs) -> Result<i32> {
         }
         let cpu0 = cpu_seconds();
         let t0 = Instant::now();
-        let results: Vec<Result<(Vec<(f64, f64)>, callpulse::event::SummaryEvent)>> =
-            std::thread::scope(|s| {
-                let hs: Vec<_> = (0..n)
-                    .map(|i| {
-                        let engine = engine.clone();
-                        let cfg = &cfg;
-                        let stop = stop.clone();
-                        let file = &a.file;
-                        s.spawn(move || -> Result<_> {
-                            // Stagger the calls so their turns do not line up.
-                            std::thread::sleep(Duration::from_secs_f64(
-                                one * i as f64 / n as f64 / 2.0,
-                            ));
-                            let src = PacedWav::open(file, 1.0, 20, loops)?;
-                            let mut opts = RunOptions::live(&format!("call-{i}"), cfg, stop);
-                            opts.max_seconds = Some(per_call);
-                            let mut lat = Vec::new();
-                            let out = engine.run(
-                                Box::new(src),
-                                &opts,
-                                &mut |e| {
-                                    if let Event::Turn(t) = e {
-                                        lat.push((
-                                            t.end - t.start,
-                                            t.timings.latency_ms.unwrap_or(0.0) as f64,
-                                        ));
-                                    }
-                                },
-                                &|_, _| {},
-                            )?;
-                            Ok((lat, out.summary))
-                        })
+        let results: Vec<Result<CallRun>> = std::thread::scope(|s| {
+            let hs: Vec<_> = (0..n)
+                .map(|i| {
+                    let engine = engine.clone();
+                    let cfg = &cfg;
+                    let stop = stop.clone();
+                    let file = &a.file;
+                    s.spawn(move || -> Result<_> {
+                        // Stagger the calls so their turns do not line up.
+                        std::thread::sleep(Duration::from_secs_f64(
+                            one * i as f64 / n as f64 / 2.0,
+                        ));
+                        let src = PacedWav::open(file, 1.0, 20, loops)?;
+                        let mut opts = RunOptions::live(&format!("call-{i}"), cfg, stop);
+                        opts.max_seconds = Some(per_call);
+                        let mut lat = Vec::new();
+                        let out = engine.run(
+                            Box::new(src),
+                            &opts,
+                            &mut |e| {
+                                if let Event::Turn(t) = e {
+                                    lat.push((
+                                        t.end - t.start,
+                                        t.timings.latency_ms.unwrap_or(0.0) as f64,
+                                    ));
+                                }
+                            },
+                            &|_, _| {},
+                        )?;
+                        Ok((lat, out.summary))
                     })
-                    .collect();
-                hs.into_iter()
-                    .map(|h| {
-                        h.join()
-                            .unwrap_or_else(|_| Err(anyhow::anyhow!("call thread panicked")))
-                    })
-                    .collect()
-            });
+                })
+                .collect();
+            hs.into_iter()
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|_| Err(anyhow::anyhow!("call thread panicked")))
+                })
+                .collect()
+        });
         let wall = t0.elapsed().as_secs_f64();
         let cpu = match (cpu0, cpu_seconds()) {
             (Some(a), Some(b)) => Some(b - a),
