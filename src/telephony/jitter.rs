@@ -379,7 +379,7 @@ mod tests {
         let mut m = mono();
         for i in 0..6u32 {
             let seq = 65533u16.wrapping_add(i as u16);
-            let ts = u32::MAX - 300 + 160 * i;
+            let ts = (u32::MAX - 300).wrapping_add(160 * i);
             push(&mut m, 0, &pkt(seq, ts, 9, 800), 160 * i as i64);
         }
         let mut out = Vec::new();
