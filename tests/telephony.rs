@@ -649,17 +649,33 @@ fn sipp_places_three_concurrent_calls() {
         Command::new("tshark").arg("-v").output().is_ok(),
         "tshark is needed (Debian package tshark; .ci/run installs it)"
     );
+    // sipp plays pcap audio through a raw socket and tshark captures the
+    // loopback interface: both need root (or sudo without a password).
     let uid = String::from_utf8(Command::new("id").arg("-u").output().unwrap().stdout).unwrap();
-    assert_eq!(
-        uid.trim(),
-        "0",
-        "sipp plays pcap audio through a raw socket: run as root"
-    );
+    let root_cmd = |prog: &str| -> Command {
+        if uid.trim() == "0" {
+            Command::new(prog)
+        } else {
+            let mut c = Command::new("sudo");
+            c.args(["-n", prog]);
+            c
+        }
+    };
+    if uid.trim() != "0" {
+        let ok = Command::new("sudo")
+            .args(["-n", "true"])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(
+            ok,
+            "sipp and tshark need root: run as root or allow sudo without a password"
+        );
+    }
     let d = tmp();
     let out_dir = d.path().join("calls");
     let cap = d.path().join("loopback.pcapng");
     let mut shark = Killer(
-        Command::new("tshark")
+        root_cmd("tshark")
             .args([
                 "-i",
                 "lo",
@@ -729,7 +745,7 @@ fn sipp_places_three_concurrent_calls() {
             .replace("LABEL0", labels[0])
             .replace("LABEL1", labels[1]);
         std::fs::write(dir.join("uac.xml"), xml).unwrap();
-        let child = Command::new("sipp")
+        let child = root_cmd("sipp")
             .current_dir(&dir)
             .args([
                 "127.0.0.1:5091",
@@ -745,6 +761,9 @@ fn sipp_places_three_concurrent_calls() {
                 "support",
                 "-m",
                 "1",
+                // Call-IDs `callI-N-PID@IP`, to tell the three apart.
+                "-cid_str",
+                &format!("call{i}-%u-%p@%s"),
                 "-nostdin",
                 "-timeout",
                 "120s",
@@ -754,9 +773,9 @@ fn sipp_places_three_concurrent_calls() {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        // sipp's Call-IDs are `N-<pid>@host`.
+        // Its Call-ID starts with `callI-` (-cid_str).
         by_pid.insert(
-            child.id().to_string(),
+            format!("call{i}"),
             (name.to_string(), codec.to_ascii_uppercase(), packets),
         );
         sipps.push((name, child));
@@ -800,7 +819,7 @@ fn sipp_places_three_concurrent_calls() {
         let sm = summary(&ev);
         assert_eq!(ev.iter().filter(|e| e["type"] == "summary").count(), 1);
         let id = sm["call_id"].as_str().unwrap().to_string();
-        let pid = id.split(['-', '@']).nth(1).unwrap_or_default();
+        let pid = id.split('-').next().unwrap_or_default();
         let (name, codec, packets) = by_pid
             .get(pid)
             .unwrap_or_else(|| panic!("call {id} from an unknown sipp"));
