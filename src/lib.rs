@@ -53,6 +53,7 @@ pub mod report;
 pub mod runtime;
 pub mod segment;
 pub mod sentiment;
+pub mod server;
 pub mod sink;
 pub mod telephony;
 pub mod train;

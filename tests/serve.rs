@@ -1,0 +1,438 @@
+//! `callpulse serve`: the HTTP API, WebSocket events from a live SIP call,
+//! history across a restart, and hostile requests. Loopback only.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpStream, UdpSocket};
+use std::process::{Child, Stdio};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[allow(clippy::zombie_processes)] // the Server guard kills and waits
+fn start(args: &[&str], wait_for: &str) -> Server {
+    models();
+    let mut c = bin()
+        .arg("serve")
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let err = c.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for l in BufReader::new(err).lines().map_while(Result::ok) {
+            let _ = tx.send(l);
+        }
+    });
+    let t = Instant::now();
+    let mut seen = Vec::new();
+    loop {
+        if let Ok(l) = rx.recv_timeout(Duration::from_millis(100)) {
+            let hit = l.contains(wait_for);
+            seen.push(l);
+            if hit {
+                std::thread::spawn(move || for _ in rx {});
+                return Server(c);
+            }
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(120),
+            "serve did not start: {seen:#?}"
+        );
+    }
+}
+
+/// One HTTP/1.1 request over a fresh connection; returns (status, body).
+fn http(addr: &str, raw: &[u8]) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(120))).unwrap();
+    s.write_all(raw).unwrap();
+    let mut buf = Vec::new();
+    let _ = s.read_to_end(&mut buf);
+    let text = String::from_utf8_lossy(&buf).to_string();
+    let code = text
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|x| x.1.to_string())
+        .unwrap_or_default();
+    // Chunked bodies: keep it simple for JSON checks by stripping chunk sizes.
+    (code, body)
+}
+
+fn get(addr: &str, path: &str, extra: &str) -> (u16, String) {
+    http(
+        addr,
+        format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{extra}\r\n").as_bytes(),
+    )
+}
+
+fn post(addr: &str, path: &str, ctype: &str, body: &[u8]) -> (u16, String) {
+    let mut req = format!(
+        "POST {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    req.extend_from_slice(body);
+    http(addr, &req)
+}
+
+fn json_of(body: &str) -> serde_json::Value {
+    // De-chunk if needed: find the first '{' or '['.
+    let start = body.find(['{', '[']).unwrap_or(0);
+    let end = body.rfind(['}', ']']).map(|i| i + 1).unwrap_or(body.len());
+    serde_json::from_str(&body[start..end]).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"))
+}
+
+#[test]
+fn refuses_to_listen_off_loopback_without_a_token() {
+    let _g = serial();
+    let out = run(&["serve", "--listen", "0.0.0.0:18099"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("without a token"), "{err}");
+}
+
+#[test]
+fn api_scores_uploads_and_refuses_hostile_requests() {
+    let _g = serial();
+    let d = tempfile::tempdir().unwrap();
+    let db = d.path().join("h.sqlite");
+    let _s = start(
+        &[
+            "--listen",
+            "127.0.0.1:18081",
+            "--db",
+            db.to_str().unwrap(),
+            "--max-upload-mb",
+            "1",
+            "--header-timeout-s",
+            "2",
+            "--body-idle-timeout-s",
+            "2",
+        ],
+        "serving on",
+    );
+    let a = "127.0.0.1:18081";
+    let (c, b) = get(a, "/healthz", "");
+    assert_eq!(c, 200);
+    assert_eq!(json_of(&b)["status"], "ok");
+    let (c, b) = get(a, "/", "");
+    assert_eq!(c, 200);
+    assert!(b.contains("<title>callpulse"));
+
+    // A WAV upload gives the same events as `score`.
+    let wav = std::fs::read(fixture("jfk.wav")).unwrap();
+    let (c, b) = post(a, "/v1/score?call_id=jfk", "audio/wav", &wav);
+    assert_eq!(c, 200, "{b}");
+    let ev = json_of(&b);
+    let ev = ev.as_array().unwrap();
+    let offline = score(&fixture("jfk.wav"), &["--redact"]);
+    let texts = |e: &[serde_json::Value]| {
+        e.iter()
+            .filter(|e| e["type"] == "turn")
+            .map(|e| e["text"].as_str().unwrap().to_string())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(texts(ev), texts(&offline));
+    assert_eq!(ev.last().unwrap()["type"], "summary");
+    // The same as multipart/form-data.
+    let mut mp = b"--XyZ\r\nContent-Disposition: form-data; name=\"file\"; filename=\"jfk.wav\"\r\nContent-Type: audio/wav\r\n\r\n".to_vec();
+    mp.extend_from_slice(&wav);
+    mp.extend_from_slice(b"\r\n--XyZ--\r\n");
+    let (c, b) = post(a, "/v1/score", "multipart/form-data; boundary=XyZ", &mp);
+    assert_eq!(c, 200, "{b}");
+    assert_eq!(texts(json_of(&b).as_array().unwrap()), texts(&offline));
+
+    // Hostile requests: 4xx, never a crash.
+    let big = vec![0u8; 1_200_000];
+    assert_eq!(post(a, "/v1/score", "audio/wav", &big).0, 413);
+    assert_eq!(
+        post(a, "/v1/score", "text/plain", b"hello, not audio").0,
+        415
+    );
+    let mut cut = b"--XyZ\r\nContent-Disposition: form-data; name=\"file\"\r\n\r\n".to_vec();
+    cut.extend_from_slice(&wav[..1000]);
+    assert_eq!(
+        post(a, "/v1/score", "multipart/form-data; boundary=XyZ", &cut).0,
+        400
+    );
+    assert_eq!(post(a, "/v1/score", "multipart/form-data", b"x").0, 400);
+    assert_eq!(http(a, b"GET / HTTP/1.1\r\nNo colon here\r\n\r\n").0, 400);
+    assert_eq!(http(a, b"GARBAGE\r\n\r\n").0, 400);
+    assert_eq!(get(a, "/v1/calls/..%2F..%2Fetc%2Fpasswd", "").0, 400);
+    assert_eq!(get(a, "/v1/calls/.hidden", "").0, 400);
+    assert_eq!(get(a, "/v1/calls/nope", "").0, 404);
+    assert_eq!(get(a, "/../../etc/passwd", "").0, 404);
+    // A truncated upload (Content-Length promises more) times out as 408 or is cut.
+    let (c, _) = http(
+        a,
+        b"POST /v1/score HTTP/1.1\r\nHost: x\r\nContent-Type: audio/wav\r\nContent-Length: 5000\r\n\r\nRIFF",
+    );
+    assert!(c == 408 || c == 400 || c == 0, "stalled upload: {c}");
+
+    // Slow-loris: a client that never finishes its headers is dropped,
+    // and the server keeps answering others meanwhile.
+    let mut slow = TcpStream::connect(a).unwrap();
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        .unwrap();
+    let t = Instant::now();
+    assert_eq!(get(a, "/healthz", "").0, 200);
+    slow.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut buf = [0u8; 256];
+    let n = slow.read(&mut buf).unwrap_or(0);
+    assert!(
+        t.elapsed() < Duration::from_secs(8),
+        "slow client not dropped"
+    );
+    let head = String::from_utf8_lossy(&buf[..n]).to_string();
+    assert!(n == 0 || head.starts_with("HTTP/1.1 408"), "{head}");
+
+    // Calls and metrics.
+    let (c, b) = get(a, "/v1/calls", "");
+    assert_eq!(c, 200);
+    let calls = json_of(&b);
+    assert!(calls["active"].is_array() && calls["recent"].is_array());
+    let (c, m) = get(a, "/metrics", "");
+    assert_eq!(c, 200);
+    for want in [
+        "callpulse_active_calls 0",
+        "callpulse_turn_latency_seconds_bucket",
+        "callpulse_stage_ms_bucket{stage=\"asr\"",
+        "callpulse_http_rejected_total{reason=\"too_large\"} 1",
+        "callpulse_http_rejected_total{reason=\"not_wav\"} 1",
+        "callpulse_subscribers 0",
+    ] {
+        assert!(m.contains(want), "metrics lack {want}:\n{m}");
+    }
+}
+
+#[test]
+fn token_is_checked() {
+    let _g = serial();
+    let _s = start(
+        &[
+            "--listen",
+            "127.0.0.1:18082",
+            "--no-history",
+            "--token",
+            "s3cret",
+        ],
+        "serving on",
+    );
+    let a = "127.0.0.1:18082";
+    assert_eq!(get(a, "/healthz", "").0, 200);
+    assert_eq!(get(a, "/v1/calls", "").0, 401);
+    assert_eq!(
+        get(a, "/v1/calls", "Authorization: Bearer wrong\r\n").0,
+        401
+    );
+    assert_eq!(
+        get(a, "/v1/calls", "Authorization: Bearer s3cret\r\n").0,
+        200
+    );
+    assert_eq!(get(a, "/v1/calls?token=s3cret", "").0, 200);
+    assert_eq!(get(a, "/metrics?token=nope", "").0, 401);
+}
+
+/// Minimal WebSocket client: handshake, then read text frames.
+struct Ws(TcpStream);
+
+impl Ws {
+    fn connect(addr: &str, path: &str) -> Ws {
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.write_all(
+            format!(
+                "GET {path} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+        let mut head = Vec::new();
+        let mut b = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            s.read_exact(&mut b).unwrap();
+            head.push(b[0]);
+        }
+        let h = String::from_utf8_lossy(&head);
+        assert!(h.starts_with("HTTP/1.1 101"), "{h}");
+        Ws(s)
+    }
+
+    fn next_text(&mut self, timeout: Duration) -> Option<String> {
+        self.0.set_read_timeout(Some(timeout)).unwrap();
+        let mut h = [0u8; 2];
+        self.0.read_exact(&mut h).ok()?;
+        let op = h[0] & 0x0F;
+        let mut len = (h[1] & 0x7F) as u64;
+        if len == 126 {
+            let mut l = [0u8; 2];
+            self.0.read_exact(&mut l).ok()?;
+            len = u16::from_be_bytes(l) as u64;
+        } else if len == 127 {
+            let mut l = [0u8; 8];
+            self.0.read_exact(&mut l).ok()?;
+            len = u64::from_be_bytes(l);
+        }
+        let mut p = vec![0u8; len as usize];
+        self.0.read_exact(&mut p).ok()?;
+        match op {
+            1 => Some(String::from_utf8_lossy(&p).to_string()),
+            8 => None,
+            _ => self.next_text(timeout),
+        }
+    }
+}
+
+fn sip_call(sip: &str, call_id: &str) -> (u16, u16) {
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let me = sock.local_addr().unwrap();
+    let sdp = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 7000 RTP/AVP 0\r\na=label:agent\r\nm=audio 7002 RTP/AVP 0\r\na=label:customer\r\n";
+    let invite = format!(
+        "INVITE sip:support@{sip} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bK1\r\nFrom: <sip:t@127.0.0.1>;tag=a\r\nTo: <sip:support@{sip}>\r\nCall-ID: {call_id}\r\nCSeq: 1 INVITE\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
+        sdp.len()
+    );
+    sock.send_to(invite.as_bytes(), sip).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut buf = [0u8; 4096];
+    loop {
+        let (n, _) = sock.recv_from(&mut buf).unwrap();
+        let m = String::from_utf8_lossy(&buf[..n]).to_string();
+        if m.starts_with("SIP/2.0 200") {
+            let ports: Vec<u16> = m
+                .lines()
+                .filter_map(|l| l.strip_prefix("m=audio "))
+                .filter_map(|l| l.split(' ').next()?.parse().ok())
+                .collect();
+            let ack = format!(
+                "ACK sip:support@{sip} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bK2\r\nFrom: <sip:t@127.0.0.1>;tag=a\r\nTo: <sip:support@{sip}>;tag=x\r\nCall-ID: {call_id}\r\nCSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n"
+            );
+            sock.send_to(ack.as_bytes(), sip).unwrap();
+            return (ports[0], ports[1]);
+        }
+    }
+}
+
+fn sip_bye(sip: &str, call_id: &str) {
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let me = sock.local_addr().unwrap();
+    let bye = format!(
+        "BYE sip:support@{sip} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bK3\r\nFrom: <sip:t@127.0.0.1>;tag=a\r\nTo: <sip:support@{sip}>;tag=x\r\nCall-ID: {call_id}\r\nCSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n"
+    );
+    sock.send_to(bye.as_bytes(), sip).unwrap();
+}
+
+#[test]
+fn live_call_events_reach_subscribers_and_survive_a_restart() {
+    let _g = serial();
+    let d = tempfile::tempdir().unwrap();
+    let db = d.path().join("h.sqlite");
+    let args = [
+        "--listen",
+        "127.0.0.1:18083",
+        "--db",
+        db.to_str().unwrap(),
+        "--sip",
+        "127.0.0.1:5097",
+        "--rtp-ports",
+        "41300-41399",
+    ];
+    let s = start(&args, "SIP on udp");
+    let a = "127.0.0.1:18083";
+    let mut ws = Ws::connect(a, "/v1/events");
+    let hello: serde_json::Value =
+        serde_json::from_str(&ws.next_text(Duration::from_secs(5)).unwrap()).unwrap();
+    assert_eq!(hello["type"], "hello");
+    let (p0, p1) = sip_call("127.0.0.1:5097", "ws-call-1");
+    let to = format!("127.0.0.1:{p0},127.0.0.1:{p1}");
+    let sent = run(&[
+        "rtp-send",
+        fixture("call_escalation.wav").to_str().unwrap(),
+        "--to",
+        &to,
+        "--speed",
+        "1",
+    ]);
+    assert!(sent.status.success());
+    sip_bye("127.0.0.1:5097", "ws-call-1");
+    let mut kinds = std::collections::HashMap::<String, usize>::new();
+    let t = Instant::now();
+    loop {
+        let Some(m) = ws.next_text(Duration::from_secs(30)) else {
+            panic!("socket closed: {kinds:?}")
+        };
+        let e: serde_json::Value = serde_json::from_str(&m).unwrap();
+        assert_eq!(e["call_id"], "ws-call-1");
+        *kinds
+            .entry(e["type"].as_str().unwrap().to_string())
+            .or_default() += 1;
+        if e["type"] == "summary" {
+            break;
+        }
+        assert!(t.elapsed() < Duration::from_secs(60), "{kinds:?}");
+    }
+    assert!(
+        kinds["turn"] >= 8 && kinds.get("partial").copied().unwrap_or(0) > 0,
+        "{kinds:?}"
+    );
+    assert!(
+        kinds.get("alert").copied().unwrap_or(0) >= 1,
+        "the escalation call raises an alert: {kinds:?}"
+    );
+    let (c, b) = get(a, "/v1/calls/ws-call-1", "");
+    assert_eq!(c, 200);
+    let stored = json_of(&b)["events"].as_array().unwrap().len();
+    assert!(stored >= kinds["turn"]);
+    // Stop gracefully, restart: the finished call is still there, from the database.
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &s.0.id().to_string()])
+        .status();
+    let mut s = s;
+    let t = Instant::now();
+    while s.0.try_wait().unwrap().is_none() {
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "serve did not stop on SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(s.0.try_wait().unwrap().unwrap().success());
+    let _s2 = start(&args, "serving on");
+    let (c, b) = get(a, "/v1/calls", "");
+    assert_eq!(c, 200);
+    let recent = json_of(&b)["recent"].clone();
+    assert!(
+        recent
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["call_id"] == "ws-call-1" && c["summary"]["type"] == "summary"),
+        "{recent}"
+    );
+    let (c, b) = get(a, "/v1/calls/ws-call-1", "");
+    assert_eq!(c, 200);
+    assert_eq!(json_of(&b)["events"].as_array().unwrap().len(), stored);
+}
