@@ -709,7 +709,7 @@ async fn sse_events(State(app): State<Arc<App>>, Query(f): Query<Filter>) -> Res
                         if call.as_deref().is_some_and(|c| c != id) {
                             continue;
                         }
-                        let ev = SseEvent::default().data(json.to_string());
+                        let ev = SseEvent::default().data(&*json);
                         return Some((
                             Ok::<_, std::convert::Infallible>(ev),
                             (rx, call, app, false),
@@ -772,22 +772,23 @@ async fn save_upload(
     })?;
     let mut written: u64 = 0;
     let idle = app.cfg.body_idle_timeout;
-    let mut push = |bytes: &[u8], written: &mut u64| -> Result<(), Response> {
+    let mut push = |bytes: &[u8], written: &mut u64| -> Result<(), (StatusCode, String)> {
         *written += bytes.len() as u64;
         if *written > limit {
             app.hub.reject("too_large");
-            return Err(problem(
+            return Err((
                 StatusCode::PAYLOAD_TOO_LARGE,
-                &format!("upload over the limit of {limit} bytes"),
+                format!("upload over the limit of {limit} bytes"),
             ));
         }
         file.write_all(bytes).map_err(|e| {
-            problem(
+            (
                 StatusCode::INTERNAL_SERVER_ERROR,
-                &format!("temporary file: {e}"),
+                format!("temporary file: {e}"),
             )
         })
     };
+    let fail = |(c, m): (StatusCode, String)| problem(c, &m);
     if ct.starts_with("multipart/form-data") {
         let boundary = multer::parse_boundary(&ct).map_err(|e| {
             app.hub.reject("bad_multipart");
@@ -814,7 +815,7 @@ async fn save_upload(
                 .map_err(|_| problem(StatusCode::REQUEST_TIMEOUT, "upload stalled"))?
                 .map_err(bad)?;
             match chunk {
-                Some(c) => push(&c, &mut written)?,
+                Some(c) => push(&c, &mut written).map_err(fail)?,
                 None => break,
             }
         }
@@ -835,7 +836,7 @@ async fn save_upload(
                 }
                 Some(Ok(f)) => {
                     if let Ok(d) = f.into_data() {
-                        push(&d, &mut written)?;
+                        push(&d, &mut written).map_err(fail)?;
                     }
                 }
             }
