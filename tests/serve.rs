@@ -266,11 +266,12 @@ impl Ws {
         let mut s = TcpStream::connect(addr).unwrap();
         s.write_all(
             format!(
-                "GET {path} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+                "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
             )
             .as_bytes(),
         )
         .unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
         let mut head = Vec::new();
         let mut b = [0u8; 1];
         while !head.ends_with(b"\r\n\r\n") {
@@ -280,6 +281,22 @@ impl Ws {
         let h = String::from_utf8_lossy(&head);
         assert!(h.starts_with("HTTP/1.1 101"), "{h}");
         Ws(s)
+    }
+
+    /// Send a masked text frame (clients must mask).
+    fn send_text(&mut self, text: &str) {
+        let p = text.as_bytes();
+        let mut f = vec![0x81u8];
+        if p.len() < 126 {
+            f.push(0x80 | p.len() as u8);
+        } else {
+            f.push(0x80 | 126);
+            f.extend_from_slice(&(p.len() as u16).to_be_bytes());
+        }
+        let key = [0x37u8, 0xfa, 0x21, 0x3d];
+        f.extend_from_slice(&key);
+        f.extend(p.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
+        self.0.write_all(&f).unwrap();
     }
 
     fn next_text(&mut self, timeout: Duration) -> Option<String> {
@@ -435,4 +452,228 @@ fn live_call_events_reach_subscribers_and_survive_a_restart() {
     let (c, b) = get(a, "/v1/calls/ws-call-1", "");
     assert_eq!(c, 200);
     assert_eq!(json_of(&b)["events"].as_array().unwrap().len(), stored);
+}
+
+fn base64_decode(s: &str) -> Vec<u8> {
+    let val = |c: u8| match c {
+        b'A'..=b'Z' => Some(c - b'A'),
+        b'a'..=b'z' => Some(c - b'a' + 26),
+        b'0'..=b'9' => Some(c - b'0' + 52),
+        b'+' => Some(62),
+        b'/' => Some(63),
+        _ => None,
+    };
+    let mut out = Vec::new();
+    let (mut acc, mut bits) = (0u32, 0);
+    for v in s.bytes().filter_map(val) {
+        acc = (acc << 6) | v as u32;
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+        }
+    }
+    out
+}
+
+/// Chrome DevTools Protocol over the minimal WebSocket client.
+struct Cdp {
+    ws: Ws,
+    id: u64,
+}
+
+impl Cdp {
+    fn call(&mut self, method: &str, params: serde_json::Value) -> serde_json::Value {
+        self.id += 1;
+        let id = self.id;
+        self.ws.send_text(
+            &serde_json::json!({"id": id, "method": method, "params": params}).to_string(),
+        );
+        loop {
+            let m = self
+                .ws
+                .next_text(Duration::from_secs(30))
+                .expect("devtools answer");
+            let v: serde_json::Value = serde_json::from_str(&m).unwrap();
+            if v["id"] == id {
+                return v["result"].clone();
+            }
+        }
+    }
+
+    fn eval(&mut self, js: &str) -> serde_json::Value {
+        let r = self.call(
+            "Runtime.evaluate",
+            serde_json::json!({"expression": js, "returnByValue": true}),
+        );
+        r["result"]["value"].clone()
+    }
+}
+
+#[test]
+fn dashboard_shows_a_live_call_in_headless_chromium() {
+    let _g = serial();
+    assert!(
+        std::process::Command::new("chromium")
+            .arg("--version")
+            .output()
+            .is_ok(),
+        "chromium is needed (Debian package chromium; .ci/run installs it)"
+    );
+    // The escalation call replayed as a live call at 1x (16 kHz: over G.711
+    // its customer is recognised too poorly for the mood shift to show).
+    let _s = start(
+        &[
+            "--listen",
+            "127.0.0.1:18084",
+            "--no-history",
+            "--stream",
+            fixture("call_escalation.wav").to_str().unwrap(),
+        ],
+        "call call_escalation started",
+    );
+    let profile = tempfile::tempdir().unwrap();
+    let mut browser = Server(
+        std::process::Command::new("chromium")
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--window-size=1200,900",
+                "--remote-debugging-port=9334",
+                &format!("--user-data-dir={}", profile.path().display()),
+                "http://127.0.0.1:18084/",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    // Find the page's DevTools socket.
+    let t = Instant::now();
+    let ws_path = loop {
+        if let Ok(mut s) = TcpStream::connect("127.0.0.1:9334") {
+            s.write_all(
+                b"GET /json/list HTTP/1.1\r\nHost: 127.0.0.1:9334\r\nConnection: close\r\n\r\n",
+            )
+            .unwrap();
+            // DevTools keeps the connection open: read what Content-Length says.
+            s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+            let mut raw = Vec::new();
+            let mut buf = [0u8; 8192];
+            while let Ok(n) = s.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                raw.extend_from_slice(&buf[..n]);
+                let text = String::from_utf8_lossy(&raw);
+                if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                    let len = head
+                        .lines()
+                        .find_map(|l| {
+                            l.to_ascii_lowercase()
+                                .strip_prefix("content-length:")
+                                .map(|v| v.trim().to_string())
+                        })
+                        .and_then(|v| v.parse::<usize>().ok());
+                    if len.is_some_and(|n| body.len() >= n) {
+                        break;
+                    }
+                }
+            }
+            let b = String::from_utf8_lossy(&raw).to_string();
+            if let Some(i) = b.find('[') {
+                let v: serde_json::Value = serde_json::from_str(&b[i..]).unwrap_or_default();
+                let page = v.as_array().into_iter().flatten().find(|p| {
+                    p["type"] == "page"
+                        && p["url"]
+                            .as_str()
+                            .unwrap_or("")
+                            .starts_with("http://127.0.0.1:18084")
+                });
+                if let Some(url) = page.and_then(|p| p["webSocketDebuggerUrl"].as_str()) {
+                    break url.trim_start_matches("ws://127.0.0.1:9334").to_string();
+                }
+            }
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "chromium did not open the dashboard"
+        );
+        assert!(browser.0.try_wait().unwrap().is_none(), "chromium exited");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let mut cdp = Cdp {
+        ws: Ws::connect("127.0.0.1:9334", &ws_path),
+        id: 0,
+    };
+    let t = Instant::now();
+    while cdp.eval("document.getElementById('status').textContent") != "live" {
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "the dashboard did not connect"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let probe =
+        "JSON.stringify({turns: document.querySelectorAll('#transcript [data-kind=turn]').length, \
+        partials: document.querySelectorAll('#transcript [data-kind=partial]').length, \
+        shifts: document.querySelectorAll('#alerts [data-kind=shift]').length, \
+        alerts: document.querySelectorAll('#alerts [data-kind=alert]').length, \
+        marks: document.querySelectorAll('#timeline .mark-alert').length, \
+        lines: document.querySelectorAll('#timeline polyline').length, \
+        live: document.querySelectorAll('#active li').length, \
+        title: document.getElementById('title').textContent})";
+    let mut saw_partial = false;
+    let mut saw_live = false;
+    let mut last = serde_json::Value::Null;
+    let t = Instant::now();
+    loop {
+        let v: serde_json::Value =
+            serde_json::from_str(cdp.eval(probe).as_str().unwrap_or("{}")).unwrap_or_default();
+        saw_partial |= v["partials"].as_u64().unwrap_or(0) > 0;
+        saw_live |= v["live"].as_u64().unwrap_or(0) > 0;
+        let done = v["turns"].as_u64().unwrap_or(0) >= 8
+            && v["shifts"].as_u64().unwrap_or(0) >= 1
+            && v["alerts"].as_u64().unwrap_or(0) >= 1;
+        last = v;
+        if done {
+            break;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(90),
+            "the page never showed it all: {last}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    assert!(
+        saw_partial,
+        "partials updated on the page while turns were spoken"
+    );
+    assert!(saw_live, "the call was listed as active");
+    assert!(
+        last["title"].as_str().unwrap().contains("call_escalation"),
+        "{last}"
+    );
+    assert!(
+        last["marks"].as_u64().unwrap() >= 1 && last["lines"].as_u64().unwrap() == 2,
+        "{last}"
+    );
+    let shot = cdp.call(
+        "Page.captureScreenshot",
+        serde_json::json!({"format": "png"}),
+    );
+    let png = base64_decode(shot["data"].as_str().unwrap_or(""));
+    assert!(
+        png.starts_with(b"\x89PNG") && png.len() > 20_000,
+        "screenshot of {} bytes",
+        png.len()
+    );
+    std::fs::write(root().join("target/dashboard-live.png"), &png).unwrap();
+    let _ = browser.0.kill();
 }

@@ -63,6 +63,15 @@ pub struct ServeArgs {
     /// An upload may stall this long between chunks, seconds.
     #[arg(long, default_value_t = 30.0, value_name = "S")]
     body_idle_timeout_s: f64,
+    /// Also replay this WAV file as a live call (real time, or --stream-speed times faster), e.g. to try the dashboard.
+    #[arg(long, value_name = "FILE")]
+    stream: Option<PathBuf>,
+    /// Replay speed for --stream.
+    #[arg(long, default_value_t = 1.0, requires = "stream")]
+    stream_speed: f64,
+    /// Also score live audio from this input device (see `callpulse devices`; one channel).
+    #[arg(long, value_name = "DEVICE")]
+    mic: Option<String>,
     /// Do not redact card/phone numbers and e-mail addresses (the server redacts by default).
     #[arg(long)]
     no_redact: bool,
@@ -195,6 +204,45 @@ pub fn run(mut cfg: Config, a: ServeArgs) -> Result<i32> {
                 }
             })?;
         threads.lock().expect("threads").push(ua_thread);
+    }
+    // Local sources: a replayed file, a microphone.
+    let mut local: Vec<(String, Box<dyn callpulse::capture::Source>)> = Vec::new();
+    if let Some(f) = &a.stream {
+        let id = f
+            .file_stem()
+            .map(|s| s.to_string_lossy().to_string())
+            .unwrap_or_else(|| "stream".into());
+        local.push((
+            callpulse::telephony::ua::safe_call_id(&id),
+            Box::new(callpulse::capture::PacedWav::open(
+                f,
+                a.stream_speed,
+                20,
+                1,
+            )?),
+        ));
+    }
+    if let Some(dev) = &a.mic {
+        let dev = (dev != "default").then_some(dev.as_str());
+        local.push((
+            "mic".into(),
+            Box::new(callpulse::capture::mic::Mic::open(dev, Some(1), None)?),
+        ));
+    }
+    for (id, src) in local {
+        let engine = engine.clone();
+        let hub = hub.clone();
+        let opts = RunOptions::live(&id, &cfg, stop.clone());
+        let h = std::thread::Builder::new()
+            .name("local".into())
+            .spawn(move || {
+                eprintln!("callpulse: call {id} started");
+                if let Err(e) = engine.run(src, &opts, &mut |e: Event| hub.publish(&e), &|_, _| {})
+                {
+                    eprintln!("callpulse: call {id} failed: {e}");
+                }
+            })?;
+        threads.lock().expect("threads").push(h);
     }
     let stop2 = stop.clone();
     let stopped = async move {
