@@ -631,9 +631,8 @@ fn dashboard_shows_a_live_call_in_headless_chromium() {
         title: document.getElementById('title').textContent})";
     let mut saw_partial = false;
     let mut saw_live = false;
-    let mut last = serde_json::Value::Null;
     let t = Instant::now();
-    loop {
+    let last = loop {
         let v: serde_json::Value =
             serde_json::from_str(cdp.eval(probe).as_str().unwrap_or("{}")).unwrap_or_default();
         saw_partial |= v["partials"].as_u64().unwrap_or(0) > 0;
@@ -641,16 +640,15 @@ fn dashboard_shows_a_live_call_in_headless_chromium() {
         let done = v["turns"].as_u64().unwrap_or(0) >= 8
             && v["shifts"].as_u64().unwrap_or(0) >= 1
             && v["alerts"].as_u64().unwrap_or(0) >= 1;
-        last = v;
         if done {
-            break;
+            break v;
         }
         assert!(
             t.elapsed() < Duration::from_secs(90),
-            "the page never showed it all: {last}"
+            "the page never showed it all: {v}"
         );
         std::thread::sleep(Duration::from_millis(300));
-    }
+    };
     assert!(
         saw_partial,
         "partials updated on the page while turns were spoken"
