@@ -675,3 +675,215 @@ fn dashboard_shows_a_live_call_in_headless_chromium() {
     std::fs::write(root().join("target/dashboard-live.png"), &png).unwrap();
     let _ = browser.0.kill();
 }
+
+fn rss_kb(pid: u32) -> Option<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    s.lines()
+        .find(|l| l.starts_with("VmRSS:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+/// Load: 20 subscribers that keep up and one that never reads, while four
+/// calls stream at once. `CALLPULSE_LOAD_SECONDS` sets the length (default
+/// 60; the figures in the notes come from 300).
+#[test]
+fn load_twenty_subscribers_four_calls() {
+    let _g = serial();
+    let secs: f64 = std::env::var("CALLPULSE_LOAD_SECONDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(60.0);
+    let loops = ((secs / 37.0).ceil() as u32).max(1).to_string();
+    let files = [
+        "call_escalation",
+        "call_friendly",
+        "call_signals",
+        "call_prosody",
+    ];
+    let mut args: Vec<String> = [
+        "--listen",
+        "127.0.0.1:18085",
+        "--no-history",
+        "--subscriber-buffer",
+        "64",
+        "--stream-loop",
+        &loops,
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    for f in files {
+        args.push("--stream".into());
+        args.push(fixture(&format!("{f}.wav")).to_str().unwrap().to_string());
+    }
+    let argv: Vec<&str> = args.iter().map(|s| s.as_str()).collect();
+    let s = start(&argv, "serving on");
+    let pid = s.0.id();
+    let a = "127.0.0.1:18085";
+    // The slow one: a tiny receive buffer, and it never reads.
+    let slow = {
+        let sock =
+            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        sock.set_recv_buffer_size(4096).unwrap();
+        sock.connect(&a.parse::<std::net::SocketAddr>().unwrap().into())
+            .unwrap();
+        let mut stream: TcpStream = sock.into();
+        stream
+            .write_all(b"GET /v1/events HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+            .unwrap();
+        stream
+    };
+    let t0 = Instant::now();
+    let subs: Vec<_> = (0..20)
+        .map(|_| {
+            std::thread::spawn(move || {
+                let mut ws = Ws::connect(a, "/v1/events");
+                let mut counts: std::collections::BTreeMap<(String, String), u64> =
+                    Default::default();
+                let mut summaries = 0;
+                while summaries < 4 {
+                    let Some(m) = ws.next_text(Duration::from_secs(60)) else {
+                        panic!("a subscriber that keeps up was cut off: {counts:?}");
+                    };
+                    let e: serde_json::Value = serde_json::from_str(&m).unwrap();
+                    if e["type"] == "hello" {
+                        continue;
+                    }
+                    assert_ne!(e["type"], "lagged", "a subscriber that keeps up lagged");
+                    let key = (
+                        e["call_id"].as_str().unwrap().to_string(),
+                        e["type"].as_str().unwrap().to_string(),
+                    );
+                    *counts.entry(key).or_default() += 1;
+                    if e["type"] == "summary" {
+                        summaries += 1;
+                    }
+                }
+                counts
+            })
+        })
+        .collect();
+    let mut rss = Vec::new();
+    while !subs.iter().all(|h| h.is_finished()) {
+        if let Some(kb) = rss_kb(pid) {
+            rss.push((t0.elapsed().as_secs_f64(), kb));
+        }
+        assert!(
+            t0.elapsed().as_secs_f64() < secs * 2.0 + 120.0,
+            "the calls did not finish"
+        );
+        std::thread::sleep(Duration::from_secs(2));
+    }
+    let all: Vec<_> = subs.into_iter().map(|h| h.join().unwrap()).collect();
+    for c in &all[1..] {
+        assert_eq!(c, &all[0], "every subscriber that kept up got every event");
+    }
+    // The same events as the server kept for each call.
+    let mut total = 0;
+    for f in files
+        .iter()
+        .enumerate()
+        .map(|(i, f)| format!("{f}-{}", i + 1))
+    {
+        let (code, body) = get(a, &format!("/v1/calls/{f}"), "");
+        assert_eq!(code, 200);
+        let kept = json_of(&body)["events"].as_array().unwrap().len() as u64;
+        let got: u64 = all[0]
+            .iter()
+            .filter(|((id, ty), _)| *id == f && ty != "partial")
+            .map(|(_, n)| n)
+            .sum();
+        assert_eq!(kept, got, "{f}: events kept and events received");
+        total += all[0]
+            .iter()
+            .filter(|((id, _), _)| *id == f)
+            .map(|(_, n)| n)
+            .sum::<u64>();
+    }
+    // The slow subscriber was told it lagged and cut off; nobody else was.
+    let (_, m) = get(a, "/metrics", "");
+    let cut: u64 = m
+        .lines()
+        .find_map(|l| l.strip_prefix("callpulse_subscribers_cut_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    assert_eq!(cut, 1, "exactly the slow subscriber was cut off:\n{m}");
+    drop(slow);
+    // Memory: no growth from the first third of the run to the last.
+    let n = rss.len();
+    let med = |v: &[(f64, u64)]| {
+        let mut x: Vec<u64> = v.iter().map(|p| p.1).collect();
+        x.sort_unstable();
+        x[x.len() / 2]
+    };
+    let first = med(&rss[n / 10..n / 3]);
+    let last = med(&rss[2 * n / 3..]);
+    eprintln!(
+        "load: 4 calls x {:.0} s, 20 subscribers x {total} events each, 1 slow subscriber cut off; serve RSS {} MB (first third) -> {} MB (last third), peak {} MB; wall {:.0} s",
+        secs,
+        first / 1024,
+        last / 1024,
+        rss.iter().map(|p| p.1).max().unwrap_or(0) / 1024,
+        t0.elapsed().as_secs_f64()
+    );
+    assert!(
+        last as f64 <= first as f64 * 1.25,
+        "memory grew: {first} kB -> {last} kB"
+    );
+}
+
+#[test]
+fn rate_and_connection_limits() {
+    let _g = serial();
+    let _s = start(
+        &[
+            "--listen",
+            "127.0.0.1:18086",
+            "--no-history",
+            "--rate",
+            "2",
+            "--max-connections",
+            "3",
+            "--header-timeout-s",
+            "5",
+        ],
+        "serving on",
+    );
+    let a = "127.0.0.1:18086";
+    // Bursts of twice the rate pass, then 429.
+    let codes: Vec<u16> = (0..8).map(|_| get(a, "/healthz", "").0).collect();
+    assert_eq!(codes[0], 200);
+    assert!(codes.contains(&429), "{codes:?}");
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(get(a, "/healthz", "").0, 200, "the bucket refills");
+    // Three idle connections hold every slot: a fourth is closed at once.
+    let idle: Vec<TcpStream> = (0..3).map(|_| TcpStream::connect(a).unwrap()).collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let mut extra = TcpStream::connect(a).unwrap();
+    extra
+        .set_read_timeout(Some(Duration::from_secs(3)))
+        .unwrap();
+    let _ = extra.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
+    let mut buf = [0u8; 64];
+    let n = extra.read(&mut buf).unwrap_or(0);
+    assert_eq!(
+        n,
+        0,
+        "over the connection limit: {}",
+        String::from_utf8_lossy(&buf[..n])
+    );
+    drop(idle);
+    std::thread::sleep(Duration::from_millis(1500));
+    let (_, m) = get(a, "/metrics", "");
+    assert!(
+        m.contains("callpulse_http_rejected_total{reason=\"rate\"}"),
+        "{m}"
+    );
+    assert!(
+        m.contains("callpulse_http_rejected_total{reason=\"connections\"}"),
+        "{m}"
+    );
+}

@@ -63,12 +63,18 @@ pub struct ServeArgs {
     /// An upload may stall this long between chunks, seconds.
     #[arg(long, default_value_t = 30.0, value_name = "S")]
     body_idle_timeout_s: f64,
-    /// Also replay this WAV file as a live call (real time, or --stream-speed times faster), e.g. to try the dashboard.
+    /// Also replay this WAV file as a live call (real time, or --stream-speed times faster), e.g. to try the dashboard. Repeat for several calls at once.
     #[arg(long, value_name = "FILE")]
-    stream: Option<PathBuf>,
+    stream: Vec<PathBuf>,
     /// Replay speed for --stream.
-    #[arg(long, default_value_t = 1.0, requires = "stream")]
+    #[arg(long, default_value_t = 1.0)]
     stream_speed: f64,
+    /// Play each --stream file this many times back to back (one call).
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    stream_loop: u32,
+    /// A WebSocket/SSE subscriber this many events behind is told it lagged and cut off.
+    #[arg(long, default_value_t = server::SUBSCRIBER_BUFFER, value_name = "EVENTS")]
+    subscriber_buffer: usize,
     /// Also score live audio from this input device (see `callpulse devices`; one channel).
     #[arg(long, value_name = "DEVICE")]
     mic: Option<String>,
@@ -128,7 +134,7 @@ pub fn run(mut cfg: Config, a: ServeArgs) -> Result<i32> {
             callpulse::event::now_unix_ms().saturating_sub(keep_ms),
         ));
     }
-    let hub = Hub::new(history, scfg.events_per_call);
+    let hub = Hub::new(history, scfg.events_per_call, a.subscriber_buffer);
     let app = server::app(engine.clone(), hub.clone(), scfg.clone());
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -207,18 +213,23 @@ pub fn run(mut cfg: Config, a: ServeArgs) -> Result<i32> {
     }
     // Local sources: a replayed file, a microphone.
     let mut local: Vec<(String, Box<dyn callpulse::capture::Source>)> = Vec::new();
-    if let Some(f) = &a.stream {
-        let id = f
+    for (i, f) in a.stream.iter().enumerate() {
+        let stem = f
             .file_stem()
             .map(|s| s.to_string_lossy().to_string())
             .unwrap_or_else(|| "stream".into());
+        let id = if a.stream.len() > 1 {
+            format!("{stem}-{}", i + 1)
+        } else {
+            stem
+        };
         local.push((
             callpulse::telephony::ua::safe_call_id(&id),
             Box::new(callpulse::capture::PacedWav::open(
                 f,
                 a.stream_speed,
                 20,
-                1,
+                a.stream_loop.max(1),
             )?),
         ));
     }

@@ -155,13 +155,14 @@ pub struct Hub {
     stages: [(&'static str, Histogram); 4],
 }
 
-/// Broadcast capacity: a subscriber this many events behind is cut off.
+/// Default broadcast capacity: a subscriber this many events behind is cut off.
 pub const SUBSCRIBER_BUFFER: usize = 1024;
 
 impl Hub {
-    /// A hub with an optional history database.
-    pub fn new(history: Option<History>, events_per_call: usize) -> Arc<Self> {
-        let (tx, _) = broadcast::channel(SUBSCRIBER_BUFFER);
+    /// A hub with an optional history database; a subscriber `buffer`
+    /// events behind is cut off.
+    pub fn new(history: Option<History>, events_per_call: usize, buffer: usize) -> Arc<Self> {
+        let (tx, _) = broadcast::channel(buffer.max(1));
         Arc::new(Hub {
             tx,
             calls: Mutex::new(HashMap::new()),
@@ -671,7 +672,12 @@ async fn ws_loop(
                     let send = socket.send(Message::Text(json.to_string().into()));
                     match tokio::time::timeout(Duration::from_secs(10), send).await {
                         Ok(Ok(())) => {}
-                        _ => break,
+                        Ok(Err(_)) => break,
+                        Err(_) => {
+                            // Not reading at all: its socket is full. Cut off.
+                            app.hub.lagged.fetch_add(1, Ordering::Relaxed);
+                            break;
+                        }
                     }
                 }
                 Err(broadcast::error::RecvError::Lagged(n)) => {
@@ -935,6 +941,10 @@ pub async fn serve(
             },
             _ = &mut stop => return Ok(()),
         };
+        // A small send buffer: a subscriber that stops reading blocks its
+        // sender soon, falls behind the broadcast and is cut off, instead
+        // of megabytes piling up in the kernel for it.
+        let _ = socket2::SockRef::from(&stream).set_send_buffer_size(64 * 1024);
         let Ok(permit) = limit.clone().try_acquire_owned() else {
             app.hub.reject("connections");
             drop(stream);
