@@ -13,12 +13,24 @@ fuzz_target!(|data: &[u8]| {
         let _ = sip::Message::tag_of(f);
     }
     // Any request can be answered, and the answer parses.
-    let r = m.response(400, "Bad Request", Some("t1"), &[("Warning", "399 x \"y\"")], None);
+    let r = m.response(
+        400,
+        "Bad Request",
+        Some("t1"),
+        &[("Warning", "399 x \"y\"")],
+        None,
+    );
     if r.len() > sip::MAX_MESSAGE {
         return; // too big for a datagram anyway; the agent logs the send error
     }
     let p = sip::parse(&r).expect("our response parses");
-    assert_eq!(p.call_id(), m.call_id().map(str::trim).filter(|s| !s.is_empty()).and(p.call_id()));
+    assert_eq!(
+        p.call_id(),
+        m.call_id()
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .and(p.call_id())
+    );
     if let Ok(Some(body)) = ua::sdp_body(&m) {
         let _ = sdp::parse(&body);
     }
