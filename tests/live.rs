@@ -214,17 +214,11 @@ fn stop_with(signal: &str, want: usize) {
         .status()
         .unwrap();
     assert!(status.success());
-    let t_sig = Instant::now();
-    let code = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(
-            t_sig.elapsed() < Duration::from_secs(15),
-            "no exit 15 s after {signal}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let code = wait_exit(
+        &mut child,
+        Duration::from_secs(15),
+        &format!("no exit 15 s after {signal}"),
+    );
     reader.join().unwrap();
     lines.extend(rx.try_iter());
     let mut err = String::new();

@@ -428,15 +428,12 @@ fn live_call_events_reach_subscribers_and_survive_a_restart() {
         .args(["-TERM", &s.0.id().to_string()])
         .status();
     let mut s = s;
-    let t = Instant::now();
-    while s.0.try_wait().unwrap().is_none() {
-        assert!(
-            t.elapsed() < Duration::from_secs(20),
-            "serve did not stop on SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    assert!(s.0.try_wait().unwrap().unwrap().success());
+    let status = wait_exit(
+        &mut s.0,
+        Duration::from_secs(20),
+        "serve did not stop on SIGTERM",
+    );
+    assert!(status.success());
     let _s2 = start(&args, "serving on");
     let (c, b) = get(a, "/v1/calls", "");
     assert_eq!(c, 200);

@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader};
 use std::net::UdpSocket;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -425,17 +425,11 @@ fn rtp_listener_survives_loss_reordering_and_duplicates() {
         "--seed",
         "7",
     ]);
-    let t = Instant::now();
-    let status = loop {
-        if let Some(st) = rx.0.try_wait().unwrap() {
-            break st;
-        }
-        assert!(
-            t.elapsed() < Duration::from_secs(60),
-            "rtp did not end the call after the idle time"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    let status = wait_exit(
+        &mut rx.0,
+        Duration::from_secs(60),
+        "rtp did not end the call after the idle time",
+    );
     assert!(status.success());
     let ev = read_events(&out_file);
     let sm = summary(&ev);
@@ -614,23 +608,12 @@ fn sip_agent_answers_requests_and_refuses_bad_ones() {
     }
     // Graceful stop; the counters say what happened.
     signal(&ua.0, "-INT");
-    let t = Instant::now();
-    let status = loop {
-        if let Some(st) = ua.0.try_wait().unwrap() {
-            break st;
-        }
-        assert!(
-            t.elapsed() < Duration::from_secs(20),
-            "sip did not stop on SIGINT"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let status = wait_exit(
+        &mut ua.0,
+        Duration::from_secs(20),
+        "sip did not stop on SIGINT",
+    );
     assert!(status.success());
-    let mut rest = String::new();
-    if let Some(mut e) = ua.0.stderr.take() {
-        let _ = e.read_to_string(&mut rest);
-    }
-    let _ = rest;
 }
 
 /// sipp, the SIP traffic generator, places three calls at once (one

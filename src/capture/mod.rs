@@ -166,14 +166,8 @@ impl RingWriter {
     }
 }
 
-/// Run a source's capture loop on its own named thread (for sources
-/// outside this module).
-pub fn spawn_named(name: &str, f: impl FnOnce() + Send + 'static) -> Result<Capture, CaptureError> {
-    spawn(name, f)
-}
-
 /// Run a source's capture loop on its own named thread.
-fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> Result<Capture, CaptureError> {
+pub fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> Result<Capture, CaptureError> {
     let t = std::thread::Builder::new()
         .name(name.into())
         .spawn(f)

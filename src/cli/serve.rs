@@ -34,8 +34,8 @@ pub struct ServeArgs {
     #[arg(long, value_name = "ADDR:PORT")]
     sip: Option<SocketAddr>,
     /// RTP ports for SIP calls.
-    #[arg(long, default_value = "40000-40999", value_name = "LOW-HIGH")]
-    rtp_ports: String,
+    #[arg(long, default_value = "40000-40999", value_parser = super::telephony::parse_ports, value_name = "LOW-HIGH")]
+    rtp_ports: (u16, u16),
     /// Role of the calling party on SIP calls.
     #[arg(long, default_value = "customer", value_name = "ROLE")]
     caller_role: Role,
@@ -114,13 +114,7 @@ pub fn run(mut cfg: Config, a: ServeArgs) -> Result<i32> {
         events_per_call: 20_000,
     };
     server::check_bind(&scfg).map_err(anyhow::Error::msg)?;
-    let rtp_ports = {
-        let (lo, hi) = a
-            .rtp_ports
-            .split_once('-')
-            .context("--rtp-ports: expected LOW-HIGH")?;
-        (lo.trim().parse::<u16>()?, hi.trim().parse::<u16>()?)
-    };
+    let rtp_ports = a.rtp_ports;
     let stop = stop_on_signals()?;
     let paths = models::ensure(&cfg, &Component::for_scoring(&cfg), false)?;
     let engine = Engine::load(&cfg, &paths)?;

@@ -162,7 +162,7 @@ fn spawn_call(
     Ok(h)
 }
 
-fn parse_ports(s: &str) -> Result<(u16, u16), String> {
+pub(super) fn parse_ports(s: &str) -> Result<(u16, u16), String> {
     let (a, b) = match s.split_once('-') {
         Some((a, b)) => (a, b),
         None => (s, s),

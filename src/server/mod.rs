@@ -585,13 +585,9 @@ async fn list_calls(State(app): State<Arc<App>>) -> Response {
     axum::Json(serde_json::json!({ "active": active, "recent": recent })).into_response()
 }
 
+/// A call id as the telephony side makes them (file-name safe), not hidden.
 fn valid_id(id: &str) -> bool {
-    !id.is_empty()
-        && id.len() <= 96
-        && !id.starts_with('.')
-        && id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "._@-".contains(c))
+    !id.starts_with('.') && crate::telephony::ua::safe_call_id(id) == id
 }
 
 async fn call_events(State(app): State<Arc<App>>, Path(id): Path<String>) -> Response {

@@ -85,7 +85,7 @@ impl Source for RtpSource {
     ) -> Result<Capture, CaptureError> {
         let legs = self.roles.len();
         let this = *self;
-        crate::capture::spawn_named("capture-rtp", move || {
+        crate::capture::spawn("capture-rtp", move || {
             let mut mixer = Mixer::new(this.jitter, &this.roles);
             let mut w = RingWriter::new(ring, shared.clone(), stop.clone(), legs, false);
             let pos_of = |t: Instant| {

@@ -133,7 +133,6 @@ pub fn impair(packets: Timed, imp: &Impairment, rng: &mut Rng) -> (Timed, Inject
         packets: n as u64,
         ..Default::default()
     };
-    let slots: Vec<u64> = packets.iter().map(|p| p.0).collect();
     let mut kept: Vec<(u64, Vec<u8>)> = Vec::with_capacity(n);
     for (i, p) in packets.into_iter().enumerate() {
         if i > 0 && i + 1 < n && rng.unit() < imp.loss {
@@ -155,7 +154,6 @@ pub fn impair(packets: Timed, imp: &Impairment, rng: &mut Rng) -> (Timed, Inject
     // Send times: the kept packets' original slots, in order.
     let mut times: Vec<u64> = kept.iter().map(|p| p.0).collect();
     times.sort_unstable();
-    let _ = slots;
     let mut out = Vec::with_capacity(kept.len());
     for (k, (_, bytes)) in kept.into_iter().enumerate() {
         let t = times[k];

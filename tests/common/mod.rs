@@ -154,6 +154,22 @@ pub fn wer(reference: &str, hyp: &str) -> f64 {
     prev[h.len()] as f64 / r.len().max(1) as f64
 }
 
+/// Wait for a child to exit, failing with `what` after `timeout`.
+pub fn wait_exit(
+    child: &mut std::process::Child,
+    timeout: std::time::Duration,
+    what: &str,
+) -> std::process::ExitStatus {
+    let t = std::time::Instant::now();
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            return s;
+        }
+        assert!(t.elapsed() < timeout, "{what}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
 pub fn turns(events: &[serde_json::Value]) -> Vec<&serde_json::Value> {
     events.iter().filter(|e| e["type"] == "turn").collect()
 }
