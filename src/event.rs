@@ -175,6 +175,50 @@ pub struct StageMs {
     pub sentiment: f32,
 }
 
+/// An emotion judgement.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Emotion {
+    /// The most probable label.
+    pub label: String,
+    /// Probability of each label, in the emotion head's label order (`intel::emotion::LABELS`).
+    pub probs: std::collections::BTreeMap<String, f32>,
+}
+
+/// A score with its evidence.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Indicator {
+    /// In [0, 1].
+    pub score: f32,
+    /// Words and features that raised it, e.g. `"cue: third time"`,
+    /// `"negative text 0.81"`, `"energy z +2.1"`.
+    pub evidence: Vec<String>,
+}
+
+/// Direction of a shift.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    /// The mood got worse.
+    Down,
+    /// The mood got better.
+    Up,
+}
+
+/// How urgent an alert is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    /// Worth a look.
+    Low,
+    /// A supervisor should listen in.
+    #[default]
+    Medium,
+    /// A supervisor should join.
+    High,
+    /// Join now.
+    Critical,
+}
+
 /// One speaker turn, final.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TurnEvent {
@@ -212,7 +256,7 @@ pub struct TurnEvent {
     pub intensity_band: String,
     /// Emotion (text, moved by prosodic arousal).
     #[serde(default)]
-    pub emotion: Option<crate::intel::emotion::Emotion>,
+    pub emotion: Option<Emotion>,
     /// Frustration, sarcasm and resignation indicators.
     #[serde(default)]
     pub indicators: Option<Indicators>,
@@ -235,9 +279,9 @@ pub struct TurnEvent {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Indicators {
     /// Frustration with its evidence.
-    pub frustration: crate::intel::indicators::Indicator,
+    pub frustration: Indicator,
     /// Sarcasm with its evidence.
-    pub sarcasm: crate::intel::indicators::Indicator,
+    pub sarcasm: Indicator,
     /// A quiet, slow voice against the speaker's baseline, in [0, 1].
     pub resignation: f32,
 }
@@ -271,7 +315,7 @@ pub struct ShiftEvent {
     /// Role.
     pub role: Role,
     /// `down` (worse) or `up` (better).
-    pub direction: crate::intel::dynamics::Direction,
+    pub direction: Direction,
     /// Mood level before (-1..1).
     pub from: f32,
     /// Mood level of the evidence turns.
@@ -319,7 +363,7 @@ pub struct AlertEvent {
     /// The rule's id.
     pub rule_id: String,
     /// Its severity.
-    pub severity: crate::intel::rules::Severity,
+    pub severity: Severity,
     /// What it says, for people.
     pub message: String,
     /// The value that crossed the threshold.
@@ -447,7 +491,7 @@ pub struct ShiftRef {
     /// Role.
     pub role: Role,
     /// Direction.
-    pub direction: crate::intel::dynamics::Direction,
+    pub direction: Direction,
     /// When, seconds.
     pub at: f64,
     /// Magnitude.
@@ -460,7 +504,7 @@ pub struct AlertRef {
     /// Rule id.
     pub rule_id: String,
     /// Severity.
-    pub severity: crate::intel::rules::Severity,
+    pub severity: Severity,
     /// When, seconds.
     pub at: f64,
 }

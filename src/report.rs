@@ -225,7 +225,7 @@ th{{border-bottom:1px solid #d1d5db;font-weight:600}} .turn td{{border-bottom:1p
                     ht - mb,
                     xs + 3.0,
                     mt + 12.0,
-                    if s.direction == crate::intel::dynamics::Direction::Down {
+                    if s.direction == crate::event::Direction::Down {
                         "▼"
                     } else {
                         "▲"

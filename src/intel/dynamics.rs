@@ -9,6 +9,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::event::Direction;
+
 /// Dynamics settings (config section `[dynamics]`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -68,15 +70,6 @@ impl DynamicsConfig {
     }
 }
 
-/// Direction of a shift.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Direction {
-    /// The mood got worse.
-    Down,
-    /// The mood got better.
-    Up,
-}
 
 /// A detected change of level.
 #[derive(Debug, Clone, PartialEq)]

@@ -17,7 +17,7 @@ use linfa_logistic::MultiLogisticRegression;
 use ndarray::{Array1, Array2};
 use serde::{Deserialize, Serialize};
 
-use crate::event::ProsodyZ;
+use crate::event::{Emotion, ProsodyZ};
 
 /// The labels, in the head's order.
 pub const LABELS: [&str; 6] = [
@@ -56,14 +56,6 @@ pub struct EmotionHead {
     pub training: serde_json::Value,
 }
 
-/// An emotion judgement.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Emotion {
-    /// The most probable label.
-    pub label: String,
-    /// Probability of each label, in [`LABELS`] order.
-    pub probs: std::collections::BTreeMap<String, f32>,
-}
 
 impl EmotionHead {
     /// Parse a head file.

@@ -13,19 +13,9 @@
 //! turn by the text model or the emotion head, the speaker's previous turn
 //! being negative, or incongruent prosody (aroused voice on positive words).
 
-use serde::{Deserialize, Serialize};
 
-use crate::event::ProsodyZ;
+use crate::event::{Indicator, ProsodyZ};
 
-/// A score with its evidence.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct Indicator {
-    /// In [0, 1].
-    pub score: f32,
-    /// Words and features that raised it, e.g. `"cue: third time"`,
-    /// `"negative text 0.81"`, `"energy z +2.1"`.
-    pub evidence: Vec<String>,
-}
 
 /// Cue phrases of frustration and their weight.
 const FRUSTRATION_CUES: [(&str, f32); 34] = [

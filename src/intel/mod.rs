@@ -24,12 +24,12 @@ use std::collections::{BTreeMap, HashSet, VecDeque};
 use serde::{Deserialize, Serialize};
 
 use crate::event::{
-    AlertEvent, AlertRef, ConversationSummary, Event, Indicators, PeakRef, Polarity,
+    AlertEvent, AlertRef, ConversationSummary, Direction, Event, Indicators, PeakRef, Polarity,
     RecoveredEvent, Role, ShiftEvent, ShiftRef, SpanPolarity, SpeakerSummary, TurnEvent, TurnRef,
     Word, SCHEMA_VERSION,
 };
 use crate::sentiment::{EncoderError, PolarityHead, TextEncoder};
-use dynamics::{Direction, DynamicsConfig, SpeakerDynamics};
+use dynamics::{DynamicsConfig, SpeakerDynamics};
 use emotion::EmotionHead;
 use rules::{Metric, Rule};
 
@@ -706,7 +706,7 @@ mod tests {
             intensity_band: String::new(),
             emotion: None,
             indicators: Some(Indicators {
-                frustration: indicators::Indicator {
+                frustration: crate::event::Indicator {
                     score: frus,
                     evidence: vec![],
                 },

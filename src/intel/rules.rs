@@ -15,22 +15,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::event::Role;
+use crate::event::{Role, Severity};
 
-/// How urgent an alert is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum Severity {
-    /// Worth a look.
-    Low,
-    /// A supervisor should listen in.
-    #[default]
-    Medium,
-    /// A supervisor should join.
-    High,
-    /// Join now.
-    Critical,
-}
 
 /// What a rule measures.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
