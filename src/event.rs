@@ -591,6 +591,43 @@ pub struct PipelineStats {
     /// RTP transport counters per leg (telephony sources only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rtp: Option<Vec<RtpLegStats>>,
+    /// Alerts not handed to the webhook because its queue was full.
+    #[serde(default)]
+    pub alerts_dropped: u32,
+    /// All the work done for the call, milliseconds per stage, including
+    /// what no emitted turn shows (partial and unused speculative decodes,
+    /// empty turns, resampling). `stage_ms` above sums emitted turns only.
+    #[serde(default)]
+    pub work_ms: WorkMs,
+}
+
+/// Processing milliseconds spent on a call, by stage and kind of work.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct WorkMs {
+    /// Resampling every leg to 16 kHz.
+    pub resample: f32,
+    /// Voice activity and turn segmentation.
+    pub vad: f32,
+    /// Every recogniser call (the sum of the four below).
+    pub asr: f32,
+    /// Decodes of finished turns (not served by a speculative decode).
+    pub asr_final: f32,
+    /// Decodes for partial results.
+    pub asr_partial: f32,
+    /// Speculative decodes of settled turns, used or not.
+    pub asr_speculative: f32,
+    /// The part of `asr_speculative` whose result was never used.
+    pub asr_speculative_unused: f32,
+    /// Decodes (final or speculative) of turns that came out empty.
+    pub asr_empty: f32,
+    /// Prosodic features of final turns.
+    pub prosody: f32,
+    /// Text encoder, heads, spans and indicators of final turns.
+    pub sentiment: f32,
+    /// Text encoder and polarity head of partial results.
+    pub sentiment_partial: f32,
+    /// Everything above (resample + vad + asr + prosody + sentiment + sentiment_partial).
+    pub total: f32,
 }
 
 /// Transport counters of one RTP leg, reported in the call summary.

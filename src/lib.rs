@@ -42,6 +42,7 @@
 
 pub mod asr;
 pub mod audio;
+pub mod bench;
 pub mod capture;
 pub mod config;
 pub mod event;

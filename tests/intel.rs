@@ -266,7 +266,7 @@ fn hook_server() -> (u16, std::thread::JoinHandle<Vec<String>>) {
         let mut bodies = Vec::new();
         let mut n = 0;
         l.set_nonblocking(true).unwrap();
-        let deadline = std::time::Instant::now() + Duration::from_secs(120);
+        let deadline = std::time::Instant::now() + Duration::from_secs(600);
         let mut idle_since = std::time::Instant::now();
         while std::time::Instant::now() < deadline {
             match l.accept() {
@@ -285,7 +285,10 @@ fn hook_server() -> (u16, std::thread::JoinHandle<Vec<String>>) {
                         if let Some(h) = s.find("\r\n\r\n") {
                             let len: usize = s
                                 .lines()
-                                .find_map(|l| l.strip_prefix("Content-Length: "))
+                                .find_map(|l| {
+                                    let (k, v) = l.split_once(':')?;
+                                    k.eq_ignore_ascii_case("content-length").then_some(v)
+                                })
                                 .and_then(|v| v.trim().parse().ok())
                                 .unwrap_or(0);
                             if req.len() >= h + 4 + len {

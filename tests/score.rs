@@ -289,3 +289,50 @@ fn silence_and_noise_invent_no_words() {
     assert_eq!(summary["turns"], 0);
     assert_eq!(summary["speakers"][0]["talk_time"], 0.0);
 }
+
+#[test]
+fn g711_wav_recordings_score_like_their_pcm_decode() {
+    // Regression: μ-law and A-law WAV files (format tags 7 and 6, the usual
+    // call-recording formats) were refused. sox writes the G.711 file; its
+    // turns must be the turns of the same audio as 16-bit PCM.
+    let d = tempfile::tempdir().unwrap();
+    let law = d.path().join("call-ulaw.wav");
+    let pcm = d.path().join("call-pcm.wav");
+    let src = fixture("call_escalation_8k.wav");
+    let sox = |args: &[&std::ffi::OsStr]| {
+        let st = std::process::Command::new("sox")
+            .args(args)
+            .status()
+            .expect("sox is needed: apt-get install sox");
+        assert!(st.success());
+    };
+    sox(&[
+        src.as_os_str(),
+        "-e".as_ref(),
+        "u-law".as_ref(),
+        law.as_os_str(),
+    ]);
+    sox(&[
+        law.as_os_str(),
+        "-e".as_ref(),
+        "signed-integer".as_ref(),
+        "-b".as_ref(),
+        "16".as_ref(),
+        pcm.as_os_str(),
+    ]);
+    let key = |ev: &[serde_json::Value]| {
+        turns(ev)
+            .iter()
+            .map(|t| {
+                (
+                    t["role"].to_string(),
+                    t["start"].to_string(),
+                    t["text"].to_string(),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    let a = key(&score(&law, &[]));
+    assert!(a.len() >= 8, "{a:?}");
+    assert_eq!(a, key(&score(&pcm, &[])));
+}

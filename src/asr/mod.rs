@@ -55,6 +55,15 @@ pub trait Asr: Send {
     fn transcribe(&mut self, audio: &[f32]) -> Result<Transcript, AsrError>;
 }
 
+/// A loaded recogniser model, shared by every call: hands out recognisers
+/// with their own decoding state.
+pub trait AsrModel: Sync {
+    /// The per-call recogniser.
+    type Recognizer: Asr;
+    /// A recogniser with fresh state.
+    fn recognizer(&self) -> Result<Self::Recognizer, AsrError>;
+}
+
 /// Digits and digit words ("4111", "one", "oh", "double") repeat for real in
 /// card, account and phone numbers: such phrases are never collapsed.
 fn is_numeral(w: &str) -> bool {

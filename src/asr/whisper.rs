@@ -131,6 +131,13 @@ impl WhisperModel {
     }
 }
 
+impl super::AsrModel for WhisperModel {
+    type Recognizer = WhisperAsr;
+    fn recognizer(&self) -> Result<WhisperAsr, AsrError> {
+        WhisperModel::recognizer(self)
+    }
+}
+
 /// One decoding state over a shared [`WhisperModel`].
 pub struct WhisperAsr {
     model: WhisperModel,

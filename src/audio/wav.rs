@@ -1,14 +1,17 @@
-//! Streaming WAV reader: PCM 8/16/24/32-bit integer or 32-bit float, 8-48 kHz,
-//! one or two channels, delivered a chunk at a time as one `f32` buffer per leg.
+//! Streaming WAV reader: PCM 8/16/24/32-bit integer or 32-bit float, and
+//! G.711 μ-law or A-law (format tags 7 and 6, the usual call-recording
+//! formats), 8-48 kHz, one or two channels, delivered a chunk at a time as
+//! one `f32` buffer per leg.
 //!
 //! The whole file is never held in memory. Malformed files give a [`WavError`]
 //! that names the file and the problem; a file whose data ends early yields the
 //! frames before the cut and then [`WavError::Truncated`].
 
 use std::fs::File;
-use std::io::BufReader;
+use std::io::{BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
+use super::g711::Encoding;
 use super::{MAX_RATE, MIN_RATE};
 
 /// What went wrong reading a WAV file.
@@ -36,8 +39,8 @@ pub enum WavError {
         /// What the parser found.
         reason: String,
     },
-    /// A WAV encoding callpulse does not decode (ADPCM, mu-law in WAV, ...).
-    #[error("'{path}' uses an unsupported WAV encoding ({detail}); callpulse reads PCM 8/16/24/32-bit integer or 32-bit float. Convert it first, e.g. `sox '{path}' -e signed-integer -b 16 out.wav`")]
+    /// A WAV encoding callpulse does not decode (ADPCM, GSM, MP3, ...).
+    #[error("'{path}' uses an unsupported WAV encoding ({detail}); callpulse reads PCM 8/16/24/32-bit integer, 32-bit float and 8-bit G.711 mu-law/A-law. Convert it first, e.g. `sox '{path}' -e signed-integer -b 16 out.wav`")]
     UnsupportedEncoding {
         /// File.
         path: PathBuf,
@@ -93,6 +96,8 @@ pub struct WavInfo {
     pub bits: u16,
     /// True for IEEE float samples.
     pub float: bool,
+    /// G.711 companding (8-bit μ-law or A-law samples), if any.
+    pub g711: Option<Encoding>,
     /// Frames the header declares.
     pub frames: u64,
 }
@@ -104,10 +109,19 @@ impl WavInfo {
     }
 }
 
+/// Where the samples come from: hound for PCM, our own reader for G.711.
+enum Backend {
+    Pcm(hound::WavReader<BufReader<File>>),
+    G711 {
+        data: std::io::Take<BufReader<File>>,
+        encoding: Encoding,
+    },
+}
+
 /// A WAV file opened for chunked reading.
 pub struct WavSource {
     path: PathBuf,
-    reader: hound::WavReader<BufReader<File>>,
+    reader: Backend,
     info: WavInfo,
     frames_read: u64,
     scale: f32,
@@ -153,7 +167,6 @@ fn hound_to_error(path: &Path, e: hound::Error) -> WavError {
 /// The `fmt ` chunk's format tag, if the file is RIFF/WAVE and has one in its
 /// first 64 KiB.
 fn sniff_format_tag(path: &Path) -> Option<u16> {
-    use std::io::Read;
     let mut head = Vec::with_capacity(1 << 16);
     File::open(path)
         .ok()?
@@ -176,6 +189,74 @@ fn sniff_format_tag(path: &Path) -> Option<u16> {
     None
 }
 
+/// What a G.711 WAV file's chunks say.
+struct G711Layout {
+    encoding: Encoding,
+    channels: u16,
+    rate: u32,
+    /// Byte offset of the samples and their declared length.
+    data: (u64, u64),
+}
+
+/// Walk the RIFF chunks of a G.711 file (format tag 6 or 7) for its `fmt `
+/// and `data` chunks.
+fn g711_layout(path: &Path, file: &mut File) -> Result<G711Layout, WavError> {
+    let not_wav = |reason: String| WavError::NotWav {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+    let mut head = [0u8; 12];
+    file.read_exact(&mut head)
+        .map_err(|_| not_wav("the RIFF header is cut short".into()))?;
+    let mut fmt: Option<(u16, u16, u32, u16)> = None;
+    let mut pos = 12u64;
+    while pos + 8 <= len {
+        let mut ch = [0u8; 8];
+        file.seek(SeekFrom::Start(pos))
+            .and_then(|_| file.read_exact(&mut ch))
+            .map_err(|e| not_wav(format!("cannot read the chunk at byte {pos}: {e}")))?;
+        let size = u32::from_le_bytes([ch[4], ch[5], ch[6], ch[7]]) as u64;
+        match &ch[..4] {
+            b"fmt " => {
+                if size < 16 {
+                    return Err(not_wav(format!("a fmt chunk of {size} bytes")));
+                }
+                let mut f = [0u8; 16];
+                file.read_exact(&mut f)
+                    .map_err(|_| not_wav("the fmt chunk is cut short".into()))?;
+                let u16_at = |i: usize| u16::from_le_bytes([f[i], f[i + 1]]);
+                let rate = u32::from_le_bytes([f[4], f[5], f[6], f[7]]);
+                fmt = Some((u16_at(0), u16_at(2), rate, u16_at(14)));
+            }
+            b"data" => {
+                let (tag, channels, rate, bits) =
+                    fmt.ok_or_else(|| not_wav("the data chunk comes before the fmt chunk".into()))?;
+                if bits != 8 {
+                    return Err(WavError::UnsupportedEncoding {
+                        path: path.to_path_buf(),
+                        detail: format!("G.711 with {bits} bits per sample (expected 8)"),
+                    });
+                }
+                let encoding = if tag == 7 {
+                    Encoding::Mulaw
+                } else {
+                    Encoding::Alaw
+                };
+                return Ok(G711Layout {
+                    encoding,
+                    channels,
+                    rate,
+                    data: (pos + 8, size),
+                });
+            }
+            _ => {}
+        }
+        pos += 8 + size + (size & 1);
+    }
+    Err(not_wav("no data chunk".into()))
+}
+
 impl WavSource {
     /// Open and validate a WAV file.
     pub fn open(path: &Path) -> Result<Self, WavError> {
@@ -189,12 +270,14 @@ impl WavSource {
                 path: path.to_path_buf(),
             });
         }
-        if let Some(tag) = sniff_format_tag(path) {
+        let tag = sniff_format_tag(path);
+        if matches!(tag, Some(6 | 7)) {
+            return Self::open_g711(path, file);
+        }
+        if let Some(tag) = tag {
             if !matches!(tag, 1 | 3 | 0xFFFE) {
                 let name = match tag {
                     2 => "Microsoft ADPCM",
-                    6 => "G.711 A-law",
-                    7 => "G.711 mu-law",
                     0x11 => "IMA ADPCM",
                     0x31 => "GSM 6.10",
                     0x55 => "MP3",
@@ -209,24 +292,7 @@ impl WavSource {
         let reader = hound::WavReader::new(BufReader::with_capacity(1 << 16, file))
             .map_err(|e| hound_to_error(path, e))?;
         let spec = reader.spec();
-        if spec.channels == 0 {
-            return Err(WavError::NotWav {
-                path: path.to_path_buf(),
-                reason: "the header declares 0 channels".into(),
-            });
-        }
-        if spec.channels > 2 {
-            return Err(WavError::TooManyChannels {
-                path: path.to_path_buf(),
-                channels: spec.channels,
-            });
-        }
-        if !(MIN_RATE..=MAX_RATE).contains(&spec.sample_rate) {
-            return Err(WavError::BadSampleRate {
-                path: path.to_path_buf(),
-                rate: spec.sample_rate,
-            });
-        }
+        check_shape(path, spec.channels, spec.sample_rate)?;
         let float = spec.sample_format == hound::SampleFormat::Float;
         let ok_bits = if float {
             spec.bits_per_sample == 32
@@ -256,11 +322,43 @@ impl WavSource {
                 channels: spec.channels,
                 bits: spec.bits_per_sample,
                 float,
+                g711: None,
                 frames,
             },
-            reader,
+            reader: Backend::Pcm(reader),
             frames_read: 0,
             scale,
+            pending_error: None,
+            done: false,
+            interleaved: Vec::new(),
+        })
+    }
+
+    fn open_g711(path: &Path, mut file: File) -> Result<Self, WavError> {
+        let l = g711_layout(path, &mut file)?;
+        check_shape(path, l.channels, l.rate)?;
+        let (offset, declared) = l.data;
+        file.seek(SeekFrom::Start(offset))
+            .map_err(|e| WavError::NotWav {
+                path: path.to_path_buf(),
+                reason: format!("cannot reach the data chunk: {e}"),
+            })?;
+        Ok(WavSource {
+            path: path.to_path_buf(),
+            info: WavInfo {
+                sample_rate: l.rate,
+                channels: l.channels,
+                bits: 8,
+                float: false,
+                g711: Some(l.encoding),
+                frames: declared / l.channels as u64,
+            },
+            reader: Backend::G711 {
+                data: BufReader::with_capacity(1 << 16, file).take(declared),
+                encoding: l.encoding,
+            },
+            frames_read: 0,
+            scale: 1.0,
             pending_error: None,
             done: false,
             interleaved: Vec::new(),
@@ -305,46 +403,22 @@ impl WavSource {
         }
         self.interleaved.clear();
         let want = max_frames * ch;
-        let mut err = None;
-        if self.info.float {
-            for s in self.reader.samples::<f32>().take(want) {
-                match s {
-                    Ok(v) => self.interleaved.push(if v.is_finite() { v } else { 0.0 }),
-                    Err(e) => {
-                        err = Some(e);
-                        break;
-                    }
-                }
+        let err = match &mut self.reader {
+            Backend::Pcm(r) => {
+                read_pcm(r, self.info.float, self.scale, want, &mut self.interleaved)
             }
-        } else {
-            let scale = self.scale;
-            for s in self.reader.samples::<i32>().take(want) {
-                match s {
-                    Ok(v) => self.interleaved.push(v as f32 * scale),
-                    Err(e) => {
-                        err = Some(e);
-                        break;
-                    }
-                }
+            Backend::G711 { data, encoding } => {
+                read_g711(data, *encoding, want, &mut self.interleaved)
             }
-        }
+        };
         let frames = self.interleaved.len() / ch;
         for (i, v) in self.interleaved[..frames * ch].iter().enumerate() {
             legs[i % ch].push(*v);
         }
         self.frames_read += frames as u64;
         if let Some(e) = err {
-            // hound reports a short read as UnexpectedEof or as "Failed to read enough bytes".
-            let short = match &e {
-                hound::Error::IoError(io) => {
-                    io.kind() == std::io::ErrorKind::UnexpectedEof
-                        || io.to_string().contains("enough bytes")
-                }
-                hound::Error::FormatError(m) => m.contains("enough bytes"),
-                _ => false,
-            };
             let e = match e {
-                _ if short && self.frames_read < self.info.frames => WavError::Truncated {
+                Fault::Short if self.frames_read < self.info.frames => WavError::Truncated {
                     path: self.path.clone(),
                     declared: self.info.frames,
                     read: self.frames_read,
@@ -365,6 +439,114 @@ impl WavSource {
         }
         Ok(frames)
     }
+}
+
+/// Channels and rate within what callpulse takes.
+fn check_shape(path: &Path, channels: u16, rate: u32) -> Result<(), WavError> {
+    if channels == 0 {
+        return Err(WavError::NotWav {
+            path: path.to_path_buf(),
+            reason: "the header declares 0 channels".into(),
+        });
+    }
+    if channels > 2 {
+        return Err(WavError::TooManyChannels {
+            path: path.to_path_buf(),
+            channels,
+        });
+    }
+    if !(MIN_RATE..=MAX_RATE).contains(&rate) {
+        return Err(WavError::BadSampleRate {
+            path: path.to_path_buf(),
+            rate,
+        });
+    }
+    Ok(())
+}
+
+/// Why reading samples stopped early.
+#[derive(Debug)]
+enum Fault {
+    /// The data ended before the header said it would.
+    Short,
+    /// Anything else.
+    Other(String),
+}
+
+impl std::fmt::Display for Fault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Fault::Short => write!(f, "unexpected end of data"),
+            Fault::Other(m) => write!(f, "{m}"),
+        }
+    }
+}
+
+/// Up to `want` PCM samples through hound into `out`.
+fn read_pcm(
+    r: &mut hound::WavReader<BufReader<File>>,
+    float: bool,
+    scale: f32,
+    want: usize,
+    out: &mut Vec<f32>,
+) -> Option<Fault> {
+    let fault = |e: hound::Error| {
+        // hound reports a short read as UnexpectedEof or as "Failed to read enough bytes".
+        let short = match &e {
+            hound::Error::IoError(io) => {
+                io.kind() == std::io::ErrorKind::UnexpectedEof
+                    || io.to_string().contains("enough bytes")
+            }
+            hound::Error::FormatError(m) => m.contains("enough bytes"),
+            _ => false,
+        };
+        if short {
+            Fault::Short
+        } else {
+            Fault::Other(e.to_string())
+        }
+    };
+    if float {
+        for s in r.samples::<f32>().take(want) {
+            match s {
+                Ok(v) => out.push(if v.is_finite() { v } else { 0.0 }),
+                Err(e) => return Some(fault(e)),
+            }
+        }
+    } else {
+        for s in r.samples::<i32>().take(want) {
+            match s {
+                Ok(v) => out.push(v as f32 * scale),
+                Err(e) => return Some(fault(e)),
+            }
+        }
+    }
+    None
+}
+
+/// Up to `want` G.711 samples into `out`; `Short` when the data chunk ends
+/// before its declared length.
+fn read_g711(
+    data: &mut std::io::Take<BufReader<File>>,
+    encoding: Encoding,
+    want: usize,
+    out: &mut Vec<f32>,
+) -> Option<Fault> {
+    let mut buf = vec![0u8; want];
+    let mut got = 0;
+    while got < want {
+        match data.read(&mut buf[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                encoding.decode(&buf[..got], out);
+                return Some(Fault::Other(e.to_string()));
+            }
+        }
+    }
+    encoding.decode(&buf[..got], out);
+    (got < want && data.limit() > 0).then_some(Fault::Short)
 }
 
 #[cfg(test)]
@@ -448,5 +630,110 @@ mod tests {
             matches!(err, WavError::Truncated { read: 11_000, .. }),
             "{err}"
         );
+    }
+
+    /// Run sox; the tests that use it need it installed (`.ci/run` does).
+    fn sox(args: &[&std::ffi::OsStr]) {
+        let st = std::process::Command::new("sox")
+            .args(args)
+            .status()
+            .expect("sox is needed for this test: apt-get install sox");
+        assert!(st.success(), "sox {args:?}");
+    }
+
+    fn read_all(p: &Path) -> (WavInfo, Vec<Vec<f32>>) {
+        let mut src = WavSource::open(p).unwrap();
+        let info = src.info();
+        let mut all = vec![Vec::new(); info.channels as usize];
+        let mut legs = Vec::new();
+        while src.read_chunk(1000, &mut legs).unwrap() > 0 {
+            for (a, l) in all.iter_mut().zip(&legs) {
+                a.extend_from_slice(l);
+            }
+        }
+        (info, all)
+    }
+
+    #[test]
+    fn g711_wav_files_made_by_sox_decode_like_sox() {
+        // Regression: format tags 7 (mu-law) and 6 (A-law) were refused.
+        let dir = tempfile::tempdir().unwrap();
+        let pcm = dir.path().join("pcm.wav");
+        let spec = hound::WavSpec {
+            channels: 2,
+            sample_rate: 8000,
+            bits_per_sample: 16,
+            sample_format: hound::SampleFormat::Int,
+        };
+        let mut w = hound::WavWriter::create(&pcm, spec).unwrap();
+        for i in 0..16_000 {
+            let t = i as f32 / 8000.0;
+            w.write_sample((9000.0 * (t * 440.0 * std::f32::consts::TAU).sin()) as i16)
+                .unwrap();
+            w.write_sample((3000.0 * (t * 97.0 * std::f32::consts::TAU).sin()) as i16)
+                .unwrap();
+        }
+        w.finalize().unwrap();
+        for (enc, tag) in [("u-law", Encoding::Mulaw), ("a-law", Encoding::Alaw)] {
+            let g = dir.path().join(format!("{enc}.wav"));
+            let back = dir.path().join(format!("{enc}-pcm.wav"));
+            sox(&[pcm.as_os_str(), "-e".as_ref(), enc.as_ref(), g.as_os_str()]);
+            sox(&[
+                g.as_os_str(),
+                "-e".as_ref(),
+                "signed-integer".as_ref(),
+                "-b".as_ref(),
+                "16".as_ref(),
+                back.as_os_str(),
+            ]);
+            assert!(matches!(sniff_format_tag(&g), Some(6 | 7)));
+            let (info, ours) = read_all(&g);
+            assert_eq!(info.g711, Some(tag));
+            assert_eq!(
+                (info.channels, info.sample_rate, info.frames),
+                (2, 8000, 16_000)
+            );
+            let (_, theirs) = read_all(&back);
+            assert_eq!(ours, theirs, "{enc}: our decode differs from sox's");
+        }
+    }
+
+    #[test]
+    fn truncated_g711_yields_good_frames_then_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut v = Vec::new();
+        v.extend_from_slice(b"RIFF\0\0\0\0WAVEfmt ");
+        v.extend_from_slice(&18u32.to_le_bytes());
+        for x in [7u16, 1] {
+            v.extend_from_slice(&x.to_le_bytes());
+        }
+        v.extend_from_slice(&8000u32.to_le_bytes());
+        v.extend_from_slice(&8000u32.to_le_bytes());
+        for x in [1u16, 8, 0] {
+            v.extend_from_slice(&x.to_le_bytes());
+        }
+        v.extend_from_slice(b"data");
+        v.extend_from_slice(&8000u32.to_le_bytes());
+        v.extend(std::iter::repeat_n(0xFFu8, 3000));
+        let p = dir.path().join("cut.wav");
+        std::fs::write(&p, v).unwrap();
+        let mut src = WavSource::open(&p).unwrap();
+        assert_eq!(src.info().frames, 8000);
+        let mut legs = Vec::new();
+        let mut good = 0;
+        let err = loop {
+            match src.read_chunk(1024, &mut legs) {
+                Ok(0) => panic!("truncation not reported"),
+                Ok(n) => good += n,
+                Err(e) => break e,
+            }
+        };
+        assert_eq!(good, 3000);
+        assert!(
+            matches!(err, WavError::Truncated { read: 3000, .. }),
+            "{err}"
+        );
+        // 0xFF is mu-law zero.
+        assert!(legs.iter().all(|l| l.is_empty()));
     }
 }

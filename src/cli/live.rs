@@ -12,13 +12,12 @@ use clap::Args;
 use callpulse::audio::g711::Encoding;
 use callpulse::capture::{mic, PacedWav, Source, Stdin};
 use callpulse::config::Config;
-use callpulse::event::{Event, Role};
+use callpulse::event::Event;
 use callpulse::models::{self, Component};
 use callpulse::pipeline::{Engine, RunOptions};
 use callpulse::sink::{EventWriter, Format};
 
-use super::score::apply_roles;
-use super::ModelArgs;
+use super::{CallArgs, ModelArgs};
 
 /// Output and pipeline flags shared by `stream` and `listen`.
 #[derive(Args, Debug)]
@@ -38,15 +37,8 @@ pub struct LiveArgs {
     /// Stop after this many seconds of audio (then finish the open turns and exit 0).
     #[arg(long, value_name = "S")]
     seconds: Option<f64>,
-    /// Roles of channel 0 and 1, e.g. `customer,agent`. [config: roles.channel0/channel1]
-    #[arg(long, value_name = "ROLE0,ROLE1")]
-    roles: Option<String>,
-    /// Role of a single-channel input. [config: roles.mono]
-    #[arg(long, value_name = "ROLE")]
-    mono_role: Option<Role>,
-    /// Redact card/phone numbers, e-mail addresses and other identifiers as [TYPE]. [config: privacy.redact]
-    #[arg(long)]
-    redact: bool,
+    #[command(flatten)]
+    call: CallArgs,
     #[command(flatten)]
     models: ModelArgs,
 }
@@ -168,12 +160,9 @@ fn run_live(
     default_id: String,
 ) -> Result<i32> {
     a.models.apply(cfg);
-    apply_roles(cfg, &a.roles, a.mono_role)?;
+    a.call.apply(cfg)?;
     if let Some(ms) = a.partial_interval_ms {
         cfg.live.partial_interval_ms = ms;
-    }
-    if a.redact {
-        cfg.privacy.redact = true;
     }
     cfg.validate()?;
     if !matches!(a.format, Format::Jsonl | Format::Table) {

@@ -15,6 +15,7 @@ use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
 
 use callpulse::config::{AsrModel, Config};
+use callpulse::event::Role;
 
 /// callpulse: how each party on a support call feels, turn by turn.
 ///
@@ -86,6 +87,42 @@ impl ModelArgs {
         if let Some(b) = self.beam_size {
             cfg.asr.beam_size = b;
         }
+    }
+}
+
+/// Roles and privacy flags shared by the commands that score a call.
+#[derive(Args, Debug, Clone, Default)]
+pub struct CallArgs {
+    /// Roles of channel 0 and 1, e.g. `customer,agent`. [config: roles.channel0/channel1]
+    #[arg(long, value_name = "ROLE0,ROLE1")]
+    pub roles: Option<String>,
+    /// Role of a single-channel input's speaker. [config: roles.mono]
+    #[arg(long, value_name = "ROLE")]
+    pub mono_role: Option<Role>,
+    /// Redact card/phone numbers, e-mail addresses and other identifiers in
+    /// transcripts (digits or words) as [TYPE]. [config: privacy.redact]
+    #[arg(long)]
+    pub redact: bool,
+}
+
+impl CallArgs {
+    /// Write the flags into `cfg`.
+    pub fn apply(&self, cfg: &mut Config) -> Result<()> {
+        if let Some(r) = &self.roles {
+            let parts: Vec<&str> = r.split(',').collect();
+            if parts.len() != 2 {
+                anyhow::bail!("--roles takes two roles, e.g. `agent,customer`");
+            }
+            cfg.roles.channel0 = parts[0].parse().map_err(anyhow::Error::msg)?;
+            cfg.roles.channel1 = parts[1].parse().map_err(anyhow::Error::msg)?;
+        }
+        if let Some(m) = self.mono_role {
+            cfg.roles.mono = m;
+        }
+        if self.redact {
+            cfg.privacy.redact = true;
+        }
+        Ok(())
     }
 }
 

@@ -10,12 +10,12 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use callpulse::config::Config;
-use callpulse::event::{Event, Role, SummaryEvent};
+use callpulse::event::{Event, SummaryEvent};
 use callpulse::models::{self, Component};
 use callpulse::pipeline::Engine;
 use callpulse::sink::{summary_csv_row, EventWriter, Format, SUMMARY_CSV_HEADER};
 
-use super::ModelArgs;
+use super::{CallArgs, ModelArgs};
 
 #[derive(Args, Debug)]
 pub struct ScoreArgs {
@@ -37,16 +37,8 @@ pub struct ScoreArgs {
     /// Calls scored in parallel; they share the loaded models.
     #[arg(short, long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
     jobs: u32,
-    /// Roles of channel 0 and 1, e.g. `customer,agent`. [config: roles.channel0/channel1]
-    #[arg(long, value_name = "ROLE0,ROLE1")]
-    roles: Option<String>,
-    /// Role of a mono file's single leg. [config: roles.mono]
-    #[arg(long, value_name = "ROLE")]
-    mono_role: Option<Role>,
-    /// Redact card/phone numbers, e-mail addresses and other identifiers in
-    /// transcripts (digits or words) as [TYPE]. [config: privacy.redact]
-    #[arg(long)]
-    redact: bool,
+    #[command(flatten)]
+    call: CallArgs,
     /// No progress bar.
     #[arg(short, long)]
     quiet: bool,
@@ -111,21 +103,6 @@ fn call_ids(files: &[PathBuf]) -> Vec<String> {
         .collect()
 }
 
-pub fn apply_roles(cfg: &mut Config, roles: &Option<String>, mono: Option<Role>) -> Result<()> {
-    if let Some(r) = roles {
-        let parts: Vec<&str> = r.split(',').collect();
-        if parts.len() != 2 {
-            bail!("--roles takes two roles, e.g. `agent,customer`");
-        }
-        cfg.roles.channel0 = parts[0].parse().map_err(anyhow::Error::msg)?;
-        cfg.roles.channel1 = parts[1].parse().map_err(anyhow::Error::msg)?;
-    }
-    if let Some(m) = mono {
-        cfg.roles.mono = m;
-    }
-    Ok(())
-}
-
 struct Outcome {
     call_id: String,
     file: PathBuf,
@@ -133,148 +110,179 @@ struct Outcome {
     error: Option<String>,
 }
 
+fn progress_bar(files: usize) -> ProgressBar {
+    let template = if files > 1 {
+        "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} calls {msg}"
+    } else {
+        "{spinner} [{elapsed_precise}] {bar:30} {percent}% of the audio read {msg}"
+    };
+    let b = ProgressBar::new(if files > 1 { files as u64 } else { 1000 });
+    b.set_style(
+        ProgressStyle::with_template(template).unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    b
+}
+
+type Combined = Mutex<EventWriter<Box<dyn Write + Send>>>;
+
+/// The combined stream (stdout or --out) when not writing per-call files.
+fn combined_output(a: &ScoreArgs) -> Result<Option<Combined>> {
+    if a.out_dir.is_some() {
+        return Ok(None);
+    }
+    let w: Box<dyn Write + Send> = match &a.out {
+        Some(p) => Box::new(BufWriter::new(
+            File::create(p).with_context(|| format!("cannot create {}", p.display()))?,
+        )),
+        None => Box::new(std::io::stdout()),
+    };
+    Ok(Some(Mutex::new(EventWriter::new(w, a.format))))
+}
+
+/// What the scoring threads share.
+struct Batch<'a> {
+    a: &'a ScoreArgs,
+    engine: &'a Engine,
+    files: &'a [PathBuf],
+    ids: &'a [String],
+    bar: Option<ProgressBar>,
+    combined: Option<Combined>,
+    next: AtomicUsize,
+    outcomes: Mutex<Vec<Option<Outcome>>>,
+    write_error: Mutex<Option<String>>,
+}
+
+impl Batch<'_> {
+    /// Score file `i` and write its events (the good parts too when the input broke off).
+    fn score_one(&self, i: usize) {
+        let (file, id) = (&self.files[i], &self.ids[i]);
+        let single = self.files.len() == 1;
+        let mut buffered: Vec<Event> = Vec::new();
+        let progress = |read: f64, total: f64| {
+            if let (Some(b), true) = (&self.bar, single) {
+                if total > 0.0 {
+                    b.set_position(((read / total) * 1000.0).min(1000.0) as u64);
+                }
+            }
+        };
+        let res = self
+            .engine
+            .score_file(file, id, &mut |e| buffered.push(e), &progress);
+        let (summary, error) = match res {
+            Ok(o) => (Some(o.summary), o.input_error),
+            Err(e) => (None, Some(e.to_string())),
+        };
+        let w = if let Some(dir) = &self.a.out_dir {
+            write_call_file(dir, id, self.a.format, &buffered)
+        } else if let Some(c) = &self.combined {
+            match c.lock() {
+                Ok(mut g) => buffered
+                    .iter()
+                    .try_for_each(|e| g.write(e))
+                    .map_err(|e| e.to_string()),
+                Err(_) => Err("output lock poisoned".into()),
+            }
+        } else {
+            Ok(())
+        };
+        if let (Err(e), Ok(mut g)) = (w, self.write_error.lock()) {
+            g.get_or_insert(e);
+        }
+        if let Some(err) = &error {
+            let msg = format!("callpulse: {}: {err}", file.display());
+            match &self.bar {
+                Some(b) => b.println(msg),
+                None => eprintln!("{msg}"),
+            }
+        }
+        if let (Some(b), false) = (&self.bar, single) {
+            b.inc(1);
+            b.set_message(id.clone());
+        }
+        if let Ok(mut g) = self.outcomes.lock() {
+            g[i] = Some(Outcome {
+                call_id: id.clone(),
+                file: file.clone(),
+                summary,
+                error,
+            });
+        }
+    }
+
+    /// Work through the files on `jobs` threads.
+    fn run(&self, jobs: usize) {
+        std::thread::scope(|s| {
+            for _ in 0..jobs {
+                s.spawn(|| loop {
+                    let i = self.next.fetch_add(1, Ordering::SeqCst);
+                    if i >= self.files.len() {
+                        break;
+                    }
+                    self.score_one(i);
+                });
+            }
+        });
+    }
+}
+
+fn write_summary_csv(p: &Path, outcomes: &[Outcome]) -> Result<()> {
+    let mut w =
+        BufWriter::new(File::create(p).with_context(|| format!("cannot create {}", p.display()))?);
+    writeln!(w, "{SUMMARY_CSV_HEADER}")?;
+    for o in outcomes {
+        let row = summary_csv_row(
+            &o.call_id,
+            &o.file.to_string_lossy(),
+            o.summary.as_ref(),
+            o.error.as_deref(),
+        );
+        writeln!(w, "{row}")?;
+    }
+    w.flush()?;
+    Ok(())
+}
+
 pub fn run(mut cfg: Config, a: ScoreArgs) -> Result<i32> {
     a.models.apply(&mut cfg);
-    if a.redact {
-        cfg.privacy.redact = true;
-    }
-    apply_roles(&mut cfg, &a.roles, a.mono_role)?;
+    a.call.apply(&mut cfg)?;
     cfg.validate()?;
     let files = collect_inputs(&a.inputs)?;
     let ids = call_ids(&files);
-    let show = !a.quiet && super::stderr_is_tty();
     if files.len() == 1 {
         // Fail fast on a bad single input, before loading any model.
         callpulse::audio::wav::WavSource::open(&files[0])?;
     }
     let paths = models::ensure(&cfg, &Component::for_scoring(&cfg), a.quiet)?;
     let engine = Engine::load(&cfg, &paths)?;
-
     if let Some(d) = &a.out_dir {
         std::fs::create_dir_all(d).with_context(|| format!("cannot create {}", d.display()))?;
     }
-    // The combined stream (stdout or --out) when not writing per-call files.
-    let combined: Option<Mutex<EventWriter<Box<dyn Write + Send>>>> = if a.out_dir.is_none() {
-        let w: Box<dyn Write + Send> = match &a.out {
-            Some(p) => Box::new(BufWriter::new(
-                File::create(p).with_context(|| format!("cannot create {}", p.display()))?,
-            )),
-            None => Box::new(std::io::stdout()),
-        };
-        Some(Mutex::new(EventWriter::new(w, a.format)))
-    } else {
-        None
+    let batch = Batch {
+        a: &a,
+        engine: &engine,
+        files: &files,
+        ids: &ids,
+        bar: (!a.quiet && super::stderr_is_tty()).then(|| progress_bar(files.len())),
+        combined: combined_output(&a)?,
+        next: AtomicUsize::new(0),
+        outcomes: Mutex::new((0..files.len()).map(|_| None).collect()),
+        write_error: Mutex::new(None),
     };
-
-    let bar = if show {
-        let b = if files.len() > 1 {
-            let b = ProgressBar::new(files.len() as u64);
-            b.set_style(
-                ProgressStyle::with_template(
-                    "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} calls {msg}",
-                )
-                .unwrap_or_else(|_| ProgressStyle::default_bar()),
-            );
-            b
-        } else {
-            let b = ProgressBar::new(1000);
-            b.set_style(
-                ProgressStyle::with_template(
-                    "{spinner} [{elapsed_precise}] {bar:30} {percent}% of the audio read {msg}",
-                )
-                .unwrap_or_else(|_| ProgressStyle::default_bar()),
-            );
-            b
-        };
-        Some(b)
-    } else {
-        None
-    };
-    let single = files.len() == 1;
-    let next = AtomicUsize::new(0);
-    let outcomes: Mutex<Vec<Option<Outcome>>> =
-        Mutex::new((0..files.len()).map(|_| None).collect());
-    let write_error: Mutex<Option<String>> = Mutex::new(None);
-
-    let jobs = (a.jobs as usize).min(files.len()).max(1);
-    std::thread::scope(|s| {
-        for _ in 0..jobs {
-            s.spawn(|| loop {
-                let i = next.fetch_add(1, Ordering::SeqCst);
-                if i >= files.len() {
-                    break;
-                }
-                let file = &files[i];
-                let id = &ids[i];
-                let mut buffered: Vec<Event> = Vec::new();
-                let progress = |read: f64, total: f64| {
-                    if let (Some(b), true) = (&bar, single) {
-                        if total > 0.0 {
-                            b.set_position(((read / total) * 1000.0).min(1000.0) as u64);
-                        }
-                    }
-                };
-                let res = engine.score_file(file, id, &mut |e| buffered.push(e), &progress);
-                let (summary, error) = match res {
-                    Ok(o) => (Some(o.summary), o.input_error),
-                    Err(e) => (None, Some(e.to_string())),
-                };
-                // Write this call's events (good parts too when the input broke off).
-                let w = if let Some(dir) = &a.out_dir {
-                    write_call_file(dir, id, a.format, &buffered)
-                } else if let Some(c) = &combined {
-                    match c.lock() {
-                        Ok(mut g) => buffered
-                            .iter()
-                            .try_for_each(|e| g.write(e))
-                            .map_err(|e| e.to_string()),
-                        Err(_) => Err("output lock poisoned".into()),
-                    }
-                } else {
-                    Ok(())
-                };
-                if let Err(e) = w {
-                    if let Ok(mut g) = write_error.lock() {
-                        g.get_or_insert(e);
-                    }
-                }
-                if let Some(err) = &error {
-                    let msg = format!("callpulse: {}: {err}", file.display());
-                    match &bar {
-                        Some(b) => b.println(msg),
-                        None => eprintln!("{msg}"),
-                    }
-                }
-                if let Some(b) = &bar {
-                    if !single {
-                        b.inc(1);
-                        b.set_message(id.clone());
-                    }
-                }
-                if let Ok(mut g) = outcomes.lock() {
-                    g[i] = Some(Outcome {
-                        call_id: id.clone(),
-                        file: file.clone(),
-                        summary,
-                        error,
-                    });
-                }
-            });
-        }
-    });
-    if let Some(b) = &bar {
+    batch.run((a.jobs as usize).min(files.len()).max(1));
+    if let Some(b) = &batch.bar {
         b.finish_and_clear();
     }
-    if let Some(c) = combined {
+    if let Some(c) = batch.combined {
         let w = c
             .into_inner()
             .map_err(|_| anyhow::anyhow!("output lock poisoned"))?;
         w.finish().context("cannot write the output")?;
     }
-    if let Some(e) = write_error.into_inner().ok().flatten() {
+    if let Some(e) = batch.write_error.into_inner().ok().flatten() {
         bail!("cannot write the output: {e}");
     }
-    let outcomes: Vec<Outcome> = outcomes
+    let outcomes: Vec<Outcome> = batch
+        .outcomes
         .into_inner()
         .map_err(|_| anyhow::anyhow!("outcome lock poisoned"))?
         .into_iter()
@@ -285,23 +293,7 @@ pub fn run(mut cfg: Config, a: ScoreArgs) -> Result<i32> {
         .clone()
         .or_else(|| a.out_dir.as_ref().map(|d| d.join("summaries.csv")));
     if let Some(p) = summary_path {
-        let mut w = BufWriter::new(
-            File::create(&p).with_context(|| format!("cannot create {}", p.display()))?,
-        );
-        writeln!(w, "{SUMMARY_CSV_HEADER}")?;
-        for o in &outcomes {
-            writeln!(
-                w,
-                "{}",
-                summary_csv_row(
-                    &o.call_id,
-                    &o.file.to_string_lossy(),
-                    o.summary.as_ref(),
-                    o.error.as_deref()
-                )
-            )?;
-        }
-        w.flush()?;
+        write_summary_csv(&p, &outcomes)?;
     }
     let failed = outcomes.iter().filter(|o| o.error.is_some()).count();
     if files.len() > 1 && !a.quiet {

@@ -70,7 +70,6 @@ impl DynamicsConfig {
     }
 }
 
-
 /// A detected change of level.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Shift {

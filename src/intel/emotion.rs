@@ -56,7 +56,6 @@ pub struct EmotionHead {
     pub training: serde_json::Value,
 }
 
-
 impl EmotionHead {
     /// Parse a head file.
     pub fn from_json(s: &str) -> Result<Self, String> {

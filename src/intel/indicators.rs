@@ -13,9 +13,7 @@
 //! turn by the text model or the emotion head, the speaker's previous turn
 //! being negative, or incongruent prosody (aroused voice on positive words).
 
-
 use crate::event::{Indicator, ProsodyZ};
-
 
 /// Cue phrases of frustration and their weight.
 const FRUSTRATION_CUES: [(&str, f32); 34] = [

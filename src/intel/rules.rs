@@ -17,7 +17,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::event::{Role, Severity};
 
-
 /// What a rule measures.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -143,12 +142,28 @@ pub struct EscalationConfig {
     pub default_rules: bool,
     /// Your rules.
     pub rules: Vec<Rule>,
-    /// POST each alert as JSON to this URL (http://host:port/path).
+    /// POST each alert as JSON to this URL (`http://` or `https://`; a
+    /// host name, an IPv4 address or an IPv6 literal such as `[::1]`).
     pub webhook: Option<String>,
-    /// Per-attempt timeout, ms.
+    /// Time allowed for one attempt (resolution, connection, TLS, request
+    /// and answer together), ms.
     pub webhook_timeout_ms: u64,
     /// Attempts after the first one failed.
     pub webhook_retries: u32,
+    /// PEM file of CA certificates that sign the webhook's HTTPS
+    /// certificate (a private CA); default: the bundled web PKI roots.
+    pub webhook_ca: Option<std::path::PathBuf>,
+}
+
+impl EscalationConfig {
+    /// The webhook's connection options.
+    pub fn webhook_options(&self) -> crate::intel::webhook::WebhookOptions {
+        crate::intel::webhook::WebhookOptions {
+            timeout: std::time::Duration::from_millis(self.webhook_timeout_ms),
+            retries: self.webhook_retries,
+            ca_file: self.webhook_ca.clone(),
+        }
+    }
 }
 
 impl Default for EscalationConfig {
@@ -159,6 +174,7 @@ impl Default for EscalationConfig {
             webhook: None,
             webhook_timeout_ms: 2000,
             webhook_retries: 3,
+            webhook_ca: None,
         }
     }
 }

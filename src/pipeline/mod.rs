@@ -23,9 +23,37 @@
 //!
 //! Offline (`score`): the same stages, with backpressure everywhere, no
 //! partials, output sorted by start time.
+//!
+//! ## The stages
+//!
+//! Each stage is a struct with its input and output types, run on its own
+//! thread by [`run`]'s small topology (the sink runs on the caller's thread):
+//!
+//! | stage | in | out | file |
+//! |---|---|---|---|
+//! | capture ([`crate::capture::Source`]) | device, file, socket | interleaved `f32` frames in the ring | `capture/` |
+//! | resample | ring | 16 kHz chunks per leg | `resample.rs` |
+//! | segment (one per leg) | 16 kHz chunks | finished turns; partial/speculative requests | `segment.rs` |
+//! | asr | turns and requests | transcripts | `asr.rs` |
+//! | analysis | transcripts | turn and partial events | `analysis.rs` |
+//! | sink | events | the caller's sink: ordered turns, conversation events, summary | `sink.rs` |
+//!
+//! The models enter through traits ([`crate::asr::AsrModel`],
+//! [`crate::segment::VadModel`], [`crate::sentiment::TextEncoder`]), so the
+//! queue policies are unit-tested with deterministic fakes (`tests.rs`).
 
 mod agreement;
+mod analysis;
+mod asr;
 mod engine;
+mod messages;
+mod resample;
+mod run;
+mod segment;
+mod sink;
+mod stats;
+#[cfg(test)]
+mod tests;
 
 pub use agreement::Agreement;
 pub use engine::{CallOutcome, Engine, EngineError, RunOptions};

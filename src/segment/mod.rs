@@ -10,4 +10,4 @@ mod turns;
 mod vad;
 
 pub use turns::{OpenTurn, SegmentConfig, TurnAudio, TurnSegmenter};
-pub use vad::{EnergyVad, SileroModel, SileroVad, VadError, VoiceDetector, FRAME};
+pub use vad::{EnergyVad, SileroModel, SileroVad, VadError, VadModel, VoiceDetector, FRAME};

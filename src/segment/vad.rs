@@ -28,6 +28,22 @@ pub trait VoiceDetector: Send {
     fn reset(&mut self);
 }
 
+/// A loaded voice-activity model, shared by every leg: hands out detectors
+/// with their own stream state.
+pub trait VadModel: Sync {
+    /// The per-leg detector.
+    type Detector: VoiceDetector;
+    /// A detector with fresh state.
+    fn detector(&self) -> Self::Detector;
+}
+
+impl VadModel for SileroModel {
+    type Detector = SileroVad;
+    fn detector(&self) -> SileroVad {
+        SileroModel::detector(self)
+    }
+}
+
 /// The Silero VAD ONNX model, loaded once and shared by every leg.
 #[derive(Clone)]
 pub struct SileroModel {

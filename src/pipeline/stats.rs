@@ -1,0 +1,171 @@
+//! What the stages count while a call runs: queue high-water marks, the
+//! audio held in the pipeline, skipped work and the time every stage spent,
+//! shared by the stage threads through atomics.
+
+use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::time::Instant;
+
+use crossbeam_channel::Sender;
+
+use crate::event::WorkMs;
+
+/// Audio held in the pipeline, in microseconds of audio, and its peak.
+#[derive(Default)]
+pub(crate) struct Gauge {
+    now: AtomicI64,
+    peak: AtomicI64,
+}
+
+impl Gauge {
+    /// `us` microseconds of audio entered.
+    pub fn add(&self, us: i64) {
+        let v = self.now.fetch_add(us, Ordering::Relaxed) + us;
+        self.peak.fetch_max(v, Ordering::Relaxed);
+    }
+    /// `us` microseconds of audio left.
+    pub fn sub(&self, us: i64) {
+        self.now.fetch_sub(us, Ordering::Relaxed);
+    }
+    /// The most audio held at once, seconds.
+    pub fn peak_s(&self) -> f64 {
+        self.peak.load(Ordering::Relaxed) as f64 / 1e6
+    }
+}
+
+/// Microseconds of audio in `n` samples at `rate`.
+pub(crate) fn samples_us(n: usize, rate: u32) -> i64 {
+    (n as f64 * 1e6 / rate as f64) as i64
+}
+
+/// Milliseconds since `t`.
+pub(crate) fn elapsed_ms(t: Instant) -> f32 {
+    t.elapsed().as_secs_f32() * 1000.0
+}
+
+/// Time spent per kind of work, microseconds.
+#[derive(Default)]
+pub(crate) struct Work {
+    pub resample: AtomicU64,
+    pub vad: AtomicU64,
+    pub asr_final: AtomicU64,
+    pub asr_partial: AtomicU64,
+    pub asr_speculative: AtomicU64,
+    pub asr_speculative_used: AtomicU64,
+    pub asr_empty: AtomicU64,
+    pub prosody: AtomicU64,
+    pub sentiment: AtomicU64,
+    pub sentiment_partial: AtomicU64,
+}
+
+impl Work {
+    /// Add `ms` milliseconds to `slot`.
+    pub fn add(slot: &AtomicU64, ms: f32) {
+        slot.fetch_add((ms.max(0.0) * 1000.0) as u64, Ordering::Relaxed);
+    }
+
+    /// The totals in milliseconds.
+    pub fn report(&self) -> WorkMs {
+        let ms = |a: &AtomicU64| round1(a.load(Ordering::Relaxed) as f32 / 1000.0);
+        let spec = ms(&self.asr_speculative);
+        let unused = round1((spec - ms(&self.asr_speculative_used)).max(0.0));
+        let asr = round1(ms(&self.asr_final) + ms(&self.asr_partial) + spec);
+        let (resample, vad, prosody, sentiment, partial) = (
+            ms(&self.resample),
+            ms(&self.vad),
+            ms(&self.prosody),
+            ms(&self.sentiment),
+            ms(&self.sentiment_partial),
+        );
+        WorkMs {
+            resample,
+            vad,
+            asr,
+            asr_final: ms(&self.asr_final),
+            asr_partial: ms(&self.asr_partial),
+            asr_speculative: spec,
+            asr_speculative_unused: unused,
+            asr_empty: ms(&self.asr_empty),
+            prosody,
+            sentiment,
+            sentiment_partial: partial,
+            total: round1(resample + vad + asr + prosody + sentiment + partial),
+        }
+    }
+}
+
+/// High-water marks and counters shared by the stages.
+#[derive(Default)]
+pub(crate) struct Counters {
+    pub ring_peak: AtomicUsize,
+    pub chunks_peak: AtomicUsize,
+    pub finals_peak: AtomicUsize,
+    pub partials_peak: AtomicUsize,
+    pub events_peak: AtomicUsize,
+    pub partials_skipped: AtomicU32,
+    pub speculative_hits: AtomicU32,
+    pub asr_retries: AtomicU32,
+    pub empty_turns: AtomicU32,
+    pub work: Work,
+}
+
+impl Counters {
+    /// Count one skipped partial.
+    pub fn skip_partial(&self) {
+        self.partials_skipped.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Note the length of `tx`'s queue in `mark` if it is the longest seen.
+pub(crate) fn high_water<T>(mark: &AtomicUsize, tx: &Sender<T>) {
+    mark.fetch_max(tx.len(), Ordering::Relaxed);
+}
+
+/// What the stages share while a call runs.
+#[derive(Default)]
+pub(crate) struct Shared {
+    pub gauge: Gauge,
+    pub counters: Counters,
+}
+
+pub(crate) fn round1(v: f32) -> f32 {
+    (v * 10.0).round() / 10.0
+}
+pub(crate) fn round3(v: f64) -> f64 {
+    (v * 1000.0).round() / 1000.0
+}
+pub(crate) fn round3f(v: f32) -> f32 {
+    (v * 1000.0).round() / 1000.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn work_report_splits_speculative_time_and_sums_the_total() {
+        let w = Work::default();
+        Work::add(&w.resample, 1.0);
+        Work::add(&w.vad, 2.0);
+        Work::add(&w.asr_final, 10.0);
+        Work::add(&w.asr_partial, 5.0);
+        Work::add(&w.asr_speculative, 8.0);
+        Work::add(&w.asr_speculative_used, 3.0);
+        Work::add(&w.prosody, 0.5);
+        Work::add(&w.sentiment, 4.0);
+        Work::add(&w.sentiment_partial, 1.5);
+        let r = w.report();
+        assert_eq!(r.asr, 23.0);
+        assert_eq!(r.asr_speculative_unused, 5.0);
+        assert_eq!(r.total, 32.0);
+    }
+
+    #[test]
+    fn gauge_keeps_the_peak() {
+        let g = Gauge::default();
+        g.add(2_000_000);
+        g.add(1_000_000);
+        g.sub(2_500_000);
+        g.add(100_000);
+        assert_eq!(g.peak_s(), 3.0);
+    }
+}
