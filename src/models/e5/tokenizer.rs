@@ -2,8 +2,8 @@
 //! engine's token ids:
 //!
 //! - normaliser: the file's per-character map as a SentencePiece
-//!   `precompiled_charsmap` ([`super::charsmap`]), then runs of spaces
-//!   collapsed to one;
+//!   `precompiled_charsmap` (built by the private `charsmap` module), then
+//!   runs of spaces collapsed to one;
 //! - pre-tokeniser: Metaspace (`▁` for spaces, one prepended unless the text
 //!   starts with a space, split before each `▁`): no piece has `▁` after its
 //!   first character, so Viterbi per word equals the reference's Viterbi over
