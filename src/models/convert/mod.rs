@@ -45,6 +45,7 @@ pub use inspect::inspect_ggml;
 use inspect::inspect_reader;
 use mel::*;
 use numbers::*;
+pub(crate) use numbers::{f16_to_f32, f32_to_f16};
 use plan::*;
 use reader::*;
 use vocab::*;
