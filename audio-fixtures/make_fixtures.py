@@ -25,6 +25,19 @@ Files written next to this script:
     call_prosody.wav             one customer; the same sentence calm, angry
                                  and resigned after a calm baseline
     call_prosody.script.json
+    call_calm.wav                a customer who states a problem calmly and is
+                                 never angry; an agent who apologises and
+                                 empathises (no alert may fire)
+    call_calm.script.json
+    call_es.wav, call_de.wav,    two-party calls in Spanish, German and
+    call_fr.wav                  French (espeak-ng es, de, fr-fr voices), each
+                                 with an angry and a thanking customer turn
+    call_es.script.json, ...
+
+    python3 audio-fixtures/make_fixtures.py call_calm call_es   # only these
+
+With names, only those calls are rebuilt (each keeps its own seed), so the
+other files stay byte for byte as they are.
 
 Each script lists every turn with the exact time span (seconds) in which that
 turn's speech sits in the file: espeak-ng's own leading/trailing silence is
@@ -59,6 +72,20 @@ CUST_FRUSTRATED = {"voice": CUSTOMER_VOICE, "amplitude": 85, "pitch": 60, "speed
 CUST_ANGRY = {"voice": CUSTOMER_VOICE, "amplitude": 105, "pitch": 72, "speed": 190}
 # Quiet, low and slow: the resigned voice of the prosody-control fixture.
 CUST_RESIGNED = {"voice": CUSTOMER_VOICE, "amplitude": 35, "pitch": 30, "speed": 125}
+
+def voices(lang, agent_voice, customer_voice):
+    """The agent and calm/angry/cheerful customer presets for a language."""
+    a = dict(AGENT, voice=agent_voice)
+    calm = dict(CUST_CALM, voice=customer_voice)
+    # espeak-ng's es/de/fr voices peak higher than en-us at the same amplitude.
+    angry = dict(CUST_ANGRY, voice=customer_voice, amplitude=88)
+    cheerful = dict(CUST_CHEERFUL, voice=customer_voice)
+    return a, calm, angry, cheerful
+
+
+ES = voices("es", "es+m3", "es")
+DE = voices("de", "de+m3", "de")
+FR = voices("fr", "fr-fr+m3", "fr-fr")
 
 # Gaps (seconds) between the end of one turn and the start of the next,
 # cycled in order.  All within 0.8 - 1.5 s.
@@ -151,6 +178,79 @@ CALLS = {
          "I have been waiting all week for this to be fixed."),
         ("customer", "negative", CUST_RESIGNED,
          "I have been waiting all week for this to be fixed."),
+    ],
+    # A calm problem statement and an agent who apologises: nothing here is
+    # an escalation. The agent lines are the ones the issue found read as
+    # angry.
+    "call_calm": [
+        ("agent", "positive", AGENT,
+         "Thank you for calling, my name is Sam. How can I help you today?"),
+        ("customer", "neutral", CUST_CALM,
+         "Hi, yes, my internet keeps dropping every evening and I would like to find out why."),
+        ("agent", "neutral", AGENT,
+         "I'm sorry to hear that. Let me pull up your account and run a line test."),
+        ("customer", "neutral", CUST_CALM,
+         "Sure, it usually happens around eight in the evening."),
+        ("agent", "neutral", AGENT,
+         "I understand, and I apologise for the trouble this has caused you."),
+        ("agent", "neutral", AGENT,
+         "The line test shows some noise. I can book a technician for Thursday."),
+        ("customer", "neutral", CUST_CALM,
+         "Thursday is fine. Will someone call me before they come?"),
+        ("agent", "neutral", AGENT,
+         "Yes, the technician will call you an hour before the visit."),
+        ("customer", "positive", CUST_CHEERFUL,
+         "Great, thank you very much for your help today."),
+        ("agent", "positive", AGENT,
+         "You are very welcome. Have a good evening."),
+    ],
+    "call_es": [
+        ("agent", "positive", ES[0],
+         "Buenas tardes, gracias por llamar. ¿En qué puedo ayudarle?"),
+        ("customer", "neutral", ES[1],
+         "Hola, tengo un problema con la factura de este mes."),
+        ("agent", "neutral", ES[0],
+         "Claro, ¿me puede confirmar su nombre completo, por favor?"),
+        ("customer", "negative", ES[2],
+         "¡Me han cobrado dos veces y nadie me da una solución! ¡Es una vergüenza!"),
+        ("agent", "neutral", ES[0],
+         "Lo siento mucho. Ya he devuelto el cargo duplicado a su cuenta."),
+        ("customer", "positive", ES[3],
+         "Muchas gracias, es usted muy amable. Me ha ayudado mucho."),
+        ("agent", "positive", ES[0],
+         "De nada, ha sido un placer. Que tenga un buen día."),
+    ],
+    "call_de": [
+        ("agent", "positive", DE[0],
+         "Guten Tag, vielen Dank für Ihren Anruf. Wie kann ich Ihnen helfen?"),
+        ("customer", "neutral", DE[1],
+         "Hallo, mein Internet funktioniert seit gestern nicht mehr."),
+        ("agent", "neutral", DE[0],
+         "Das tut mir leid. Können Sie mir bitte Ihre Kundennummer nennen?"),
+        ("customer", "negative", DE[2],
+         "Das ist schon das dritte Mal diese Woche! Ich bin wirklich wütend und will kündigen!"),
+        ("agent", "neutral", DE[0],
+         "Ich verstehe Sie. Ein Techniker kommt morgen früh zu Ihnen."),
+        ("customer", "positive", DE[3],
+         "Vielen Dank, das ist sehr nett von Ihnen. Sie haben mir sehr geholfen."),
+        ("agent", "positive", DE[0],
+         "Gern geschehen, ich wünsche Ihnen noch einen schönen Tag."),
+    ],
+    "call_fr": [
+        ("agent", "positive", FR[0],
+         "Bonjour, merci de votre appel. Comment puis-je vous aider ?"),
+        ("customer", "neutral", FR[1],
+         "Bonjour, ma commande n'est toujours pas arrivée chez moi."),
+        ("agent", "neutral", FR[0],
+         "Je comprends. Pouvez-vous me donner votre nom, s'il vous plaît ?"),
+        ("customer", "negative", FR[2],
+         "C'est inadmissible ! J'attends depuis trois semaines et personne ne me répond !"),
+        ("agent", "neutral", FR[0],
+         "Je suis désolé. Je vous envoie un nouveau colis aujourd'hui même."),
+        ("customer", "positive", FR[3],
+         "Merci beaucoup, c'est très gentil. Vous m'avez beaucoup aidé."),
+        ("agent", "positive", FR[0],
+         "Je vous en prie, avec plaisir. Bonne journée à vous."),
     ],
 }
 
@@ -289,8 +389,15 @@ def make_8k(src_path, script, tmpdir):
 
 
 def main():
+    only = set(sys.argv[1:])
+    unknown = only - set(CALLS)
+    if unknown:
+        sys.exit("unknown call(s): %s (known: %s)" % (
+            ", ".join(sorted(unknown)), ", ".join(CALLS)))
     with tempfile.TemporaryDirectory() as tmpdir:
         for seed, (call_id, turns) in enumerate(CALLS.items(), start=1):
+            if only and call_id not in only:
+                continue
             path, script = build_call(call_id, turns, tmpdir, seed)
             print("%s: %d turns, %.2f s, %d bytes" % (
                 os.path.basename(path), len(script["turns"]),

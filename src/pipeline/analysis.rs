@@ -110,7 +110,8 @@ impl<'a, E: TextEncoder> AnalysisStage<'a, E> {
             .into_iter()
             .next()
             .unwrap_or_default();
-        let polarity = self.models.head.polarity(&emb);
+        let role = self.role(turn.leg);
+        let polarity = self.models.head.polarity(&emb, role);
         let intensity = sentiment::intensity(&polarity, &pros.z);
         let sentiment_ms = elapsed_ms(t1);
         let end = round3(turn.end as f64 / 16_000.0);
@@ -120,7 +121,7 @@ impl<'a, E: TextEncoder> AnalysisStage<'a, E> {
             turn_id: 0,
             leg: turn.leg,
             seq: turn.seq,
-            role: self.role(turn.leg),
+            role,
             start: round3(turn.start as f64 / 16_000.0),
             end,
             text,
@@ -208,10 +209,10 @@ impl<'a, E: TextEncoder> AnalysisStage<'a, E> {
         let (committed, tentative) = (redact(join(&committed)), redact(join(&tentative)));
         let t1 = Instant::now();
         let emb = self.models.encoder.embed(&[text.as_str()])?;
-        let polarity = self
-            .models
-            .head
-            .polarity(emb.first().map(|v| v.as_slice()).unwrap_or(&[]));
+        let polarity = self.models.head.polarity(
+            emb.first().map(|v| v.as_slice()).unwrap_or(&[]),
+            self.role(job.leg),
+        );
         let sentiment_ms = elapsed_ms(t1);
         Work::add(&self.shared.counters.work.sentiment_partial, sentiment_ms);
         let audio_end = (job.audio_start + job.samples.len() as u64) as f64 / 16_000.0;

