@@ -246,7 +246,7 @@ struct EmotionEval {
 fn eval_asr(cfg: &Config, a: &EvalArgs) -> Result<callpulse::eval::wer::Report> {
     use callpulse::eval::{transcript, wer};
     let files: Vec<&String> = a.file.iter().chain(&a.more).collect();
-    if files.len() % 2 != 0 {
+    if !files.len().is_multiple_of(2) {
         bail!(
             "eval asr takes files in REF HYP pairs; got {} files",
             files.len()

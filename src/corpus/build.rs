@@ -431,7 +431,10 @@ mod tests {
         let mut x = vec![0.0f32; 16_000];
         x[4000..8000].iter_mut().for_each(|v| *v = 0.2);
         let (s, e) = speech_bounds(&x).unwrap();
-        assert!(s <= 4000 && s >= 3800 && e >= 8000 && e <= 8320, "{s} {e}");
+        assert!(
+            (3800..=4000).contains(&s) && (8000..=8320).contains(&e),
+            "{s} {e}"
+        );
         assert!(speech_bounds(&[0.0; 1000]).is_none());
         let w = |s: f64, e: f64, t: &str| (s, e, t.to_string());
         let words = vec![

@@ -70,7 +70,7 @@ fn below_hundred(n: u64, out: &mut Vec<String>) {
         out.push(ONES[n as usize].into());
     } else {
         out.push(TENS[(n / 10) as usize].into());
-        if n % 10 != 0 {
+        if !n.is_multiple_of(10) {
             out.push(ONES[(n % 10) as usize].into());
         }
     }
@@ -80,7 +80,7 @@ fn below_thousand(n: u64, out: &mut Vec<String>) {
     if n >= 100 {
         out.push(ONES[(n / 100) as usize].into());
         out.push("hundred".into());
-        if n % 100 != 0 {
+        if !n.is_multiple_of(100) {
             below_hundred(n % 100, out);
         }
     } else {
