@@ -17,12 +17,13 @@ use criterion::{BatchSize, Criterion, Throughput};
 
 use callpulse::audio::resample::LegResampler;
 use callpulse::config::Config;
+use callpulse::event::Role;
 use callpulse::models::ModelPaths;
 use callpulse::prosody;
 use callpulse::segment::{
     EnergyVad, SegmentConfig, SileroModel, SileroVad, TurnSegmenter, VoiceDetector, FRAME,
 };
-use callpulse::sentiment::{E5Encoder, OnnxEncoder, PolarityHead, TextEncoder};
+use callpulse::sentiment::{E5Encoder, PolarityHead, TextEncoder};
 
 /// Sample rate the stages after resampling run at.
 const RATE: usize = 16_000;
@@ -55,7 +56,6 @@ fn fail(what: &str) -> ! {
 /// Models, loaded once.
 struct Models {
     silero: SileroModel,
-    encoder: OnnxEncoder,
     /// multilingual-e5-small, one intra-op thread.
     e5: E5Encoder,
     head: PolarityHead,
@@ -66,8 +66,6 @@ fn load_models() -> Models {
     let missing: Vec<String> = [
         ("ONNX Runtime", &paths.ort_lib),
         ("Silero VAD", &paths.silero),
-        ("MiniLM encoder", &paths.encoder),
-        ("MiniLM tokenizer", &paths.tokenizer),
         ("e5-small encoder", &paths.encoder),
         ("e5-small tokenizer", &paths.tokenizer),
     ]
@@ -80,18 +78,11 @@ fn load_models() -> Models {
     }
     let silero = SileroModel::load(&paths.ort_lib, &paths.silero)
         .unwrap_or_else(|e| fail(&format!("cannot load the Silero VAD: {e}")));
-    let encoder = OnnxEncoder::load(&paths.ort_lib, &paths.encoder, &paths.tokenizer, 1, false)
-        .unwrap_or_else(|e| fail(&format!("cannot load the sentence encoder: {e}")));
     let e5 = E5Encoder::open(&paths)
         .unwrap_or_else(|e| fail(&format!("cannot load the e5-small encoder: {e}")));
     let head = PolarityHead::bundled()
         .unwrap_or_else(|e| fail(&format!("cannot load the bundled polarity head: {e}")));
-    Models {
-        silero,
-        encoder,
-        e5,
-        head,
-    }
+    Models { silero, e5, head }
 }
 
 /// Real speech at 16 kHz from the fixture's customer channel, with the word
@@ -313,21 +304,18 @@ fn bench_prosody(c: &mut Criterion, speech: &[f32], flags: &[bool], words: (usiz
 /// Sentence embedding and the polarity head (per turn, so no throughput).
 fn bench_sentiment(c: &mut Criterion, models: &Models) {
     let mut g = c.benchmark_group("sentiment");
-    g.bench_function("minilm_embed_15_words", |b| {
-        b.iter(|| models.encoder.embed(black_box(&[SENTENCE])).unwrap())
-    });
     // "query: " + the sentence is 20 tokens with <s> and </s> (checked in main).
     g.bench_function("e5_embed_20_tokens", |b| {
         b.iter(|| models.e5.embed(black_box(&[SENTENCE])).unwrap())
     });
     let embedding = models
-        .encoder
+        .e5
         .embed(&[SENTENCE])
         .expect("encoder runs")
         .pop()
         .expect("one embedding");
     g.bench_function("polarity_head", |b| {
-        b.iter(|| models.head.polarity(black_box(&embedding)))
+        b.iter(|| models.head.polarity(black_box(&embedding), Role::Customer))
     });
     g.finish();
 }

@@ -38,6 +38,8 @@
 //! - [`sink`]: output formats.
 //! - [`models`]: provisioning and the Whisper converter.
 //! - [`train`]: training and evaluating the polarity head.
+//! - [`eval`]: word error rate, transcripts and RTTM references.
+//! - [`corpus`]: the real-speech test corpus and the built two-speaker calls.
 //! - [`config`]: the TOML configuration.
 
 pub mod asr;
@@ -45,6 +47,8 @@ pub mod audio;
 pub mod bench;
 pub mod capture;
 pub mod config;
+pub mod corpus;
+pub mod eval;
 pub mod event;
 pub mod intel;
 pub mod models;
