@@ -30,6 +30,7 @@
 //! ## Modules
 //! - [`audio`]: WAV decoding, resampling.
 //! - [`segment`]: voice activity and turn segmentation.
+//! - [`diarize`]: who spoke when on one channel (speaker embeddings, clustering, DER).
 //! - [`asr`]: speech recognition.
 //! - [`prosody`]: prosodic features and speaker baselines.
 //! - [`sentiment`]: text encoder, polarity head, intensity fusion.
@@ -44,6 +45,7 @@ pub mod asr;
 pub mod audio;
 pub mod capture;
 pub mod config;
+pub mod diarize;
 pub mod event;
 pub mod intel;
 pub mod models;

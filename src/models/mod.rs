@@ -5,6 +5,7 @@
 
 pub mod convert;
 mod provision;
+pub mod torch;
 
 pub use provision::{
     ensure, fetch, list_installed, Component, InstalledComponent, ModelPaths, ProvisionError,
