@@ -24,6 +24,15 @@ pub struct DiarizeArgs {
     /// Most speakers the estimate may give.
     #[arg(long, default_value_t = 4)]
     max_speakers: usize,
+    /// Average cosine similarity below which speakers stay apart (estimated count).
+    #[arg(long)]
+    cluster_threshold: Option<f32>,
+    /// Speakers whose centroids are more alike than this are merged (estimated count).
+    #[arg(long)]
+    centroid_threshold: Option<f32>,
+    /// Adjacent windows less alike than this mark a speaker change.
+    #[arg(long)]
+    change_threshold: Option<f32>,
     /// Channel to diarise (0 = first).
     #[arg(long, default_value_t = 0)]
     leg: usize,
@@ -42,10 +51,14 @@ pub struct DiarizeArgs {
 
 pub fn run(mut cfg: Config, a: DiarizeArgs) -> Result<i32> {
     a.models.apply(&mut cfg);
+    let d = DiarizeOptions::default();
     let opts = DiarizeOptions {
         speakers: a.speakers,
         max_speakers: a.max_speakers,
-        ..DiarizeOptions::default()
+        cluster_threshold: a.cluster_threshold.unwrap_or(d.cluster_threshold),
+        change_threshold: a.change_threshold.unwrap_or(d.change_threshold),
+        centroid_threshold: a.centroid_threshold.unwrap_or(d.centroid_threshold),
+        ..d
     };
     opts.validate()?;
     let paths = models::ensure(

@@ -107,6 +107,9 @@ pub struct DiarizeOptions {
     /// Average-linkage cosine similarity below which clusters stay apart
     /// (estimated count only).
     pub cluster_threshold: f32,
+    /// Cosine similarity of two speakers' centroids above which they are
+    /// one speaker (estimated count only).
+    pub centroid_threshold: f32,
     /// Cosine similarity of adjacent windows below which a speaker change
     /// is assumed between them.
     pub change_threshold: f32,
@@ -131,6 +134,7 @@ impl Default for DiarizeOptions {
             window_s: 1.5,
             hop_s: 0.75,
             cluster_threshold: 0.4,
+            centroid_threshold: 0.6,
             change_threshold: 0.35,
             min_region_s: 0.3,
             min_turn_s: 0.3,
@@ -167,6 +171,7 @@ impl DiarizeOptions {
         for (name, v) in [
             ("cluster_threshold", self.cluster_threshold),
             ("change_threshold", self.change_threshold),
+            ("centroid_threshold", self.centroid_threshold),
         ] {
             if !(-1.0..=1.0).contains(&v) {
                 return bad(format!("{name} = {v}: expected -1 to 1"));

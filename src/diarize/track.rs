@@ -191,7 +191,10 @@ impl Tracker {
             },
         };
         let core_groups: Vec<Vec<usize>> = core.iter().map(|&p| pieces[p].clone()).collect();
-        let core_labels = cluster::agglomerate_groups(&items, &core_groups, stop);
+        let mut core_labels = cluster::agglomerate_groups(&items, &core_groups, stop);
+        if self.opts.speakers.is_none() {
+            core_labels = self.merge_alike(&items, &core_groups, core_labels);
+        }
         let mut labels = vec![usize::MAX; n];
         for (g, &l) in core_groups.iter().zip(&core_labels) {
             g.iter().for_each(|&w| labels[w] = l);
@@ -212,6 +215,50 @@ impl Tracker {
             .enumerate()
             .collect();
         self.labels = labels;
+    }
+
+    /// Merge clusters whose centroids are at least `centroid_threshold`
+    /// alike: one speaker split by the window-level linkage (whose
+    /// within-speaker similarity varies with the recording) ends up with
+    /// nearly parallel centroids, two speakers do not.
+    fn merge_alike(
+        &self,
+        items: &[Vec<f32>],
+        groups: &[Vec<usize>],
+        mut labels: Vec<usize>,
+    ) -> Vec<usize> {
+        loop {
+            let win: Vec<usize> = groups.iter().flatten().copied().collect();
+            let sub: Vec<Vec<f32>> = win.iter().map(|&w| items[w].clone()).collect();
+            let sub_labels: Vec<usize> = groups
+                .iter()
+                .zip(&labels)
+                .flat_map(|(g, &l)| std::iter::repeat_n(l, g.len()))
+                .collect();
+            let c = cluster::centroids(&sub, &vec![1.0; sub.len()], &sub_labels);
+            let mut best = (f32::NEG_INFINITY, 0, 0);
+            for i in 0..c.len() {
+                for j in i + 1..c.len() {
+                    let s = cosine(&c[i], &c[j]);
+                    if s > best.0 {
+                        best = (s, i, j);
+                    }
+                }
+            }
+            tracing::debug!(
+                clusters = c.len(),
+                centroid_cos = best.0,
+                "centroid merge candidate"
+            );
+            if c.len() < 2 || best.0 < self.opts.centroid_threshold {
+                return labels;
+            }
+            labels
+                .iter_mut()
+                .filter(|l| **l == best.2)
+                .for_each(|l| *l = best.1);
+            labels = cluster::renumber(&labels);
+        }
     }
 
     /// Speaker id per window, from the latest clustering.
