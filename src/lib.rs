@@ -39,13 +39,17 @@
 //! - [`sink`]: output formats.
 //! - [`models`]: provisioning and the Whisper converter.
 //! - [`train`]: training and evaluating the polarity head.
+//! - [`eval`]: word error rate, transcripts and RTTM references.
+//! - [`corpus`]: the real-speech test corpus and the built two-speaker calls.
 //! - [`config`]: the TOML configuration.
 
 pub mod asr;
 pub mod audio;
 pub mod capture;
 pub mod config;
+pub mod corpus;
 pub mod diarize;
+pub mod eval;
 pub mod event;
 pub mod intel;
 pub mod models;

