@@ -33,6 +33,15 @@ pub struct DiarizeArgs {
     /// Adjacent windows less alike than this mark a speaker change.
     #[arg(long)]
     change_threshold: Option<f32>,
+    /// Fill pauses up to this long (seconds) inside one speaker's turn.
+    #[arg(long)]
+    fill_gap: Option<f32>,
+    /// Speech starts where the VAD's probability reaches this.
+    #[arg(long)]
+    vad_onset: Option<f32>,
+    /// Speech ends where it falls below this.
+    #[arg(long)]
+    vad_offset: Option<f32>,
     /// Channel to diarise (0 = first).
     #[arg(long, default_value_t = 0)]
     leg: usize,
@@ -58,6 +67,7 @@ pub fn run(mut cfg: Config, a: DiarizeArgs) -> Result<i32> {
         cluster_threshold: a.cluster_threshold.unwrap_or(d.cluster_threshold),
         change_threshold: a.change_threshold.unwrap_or(d.change_threshold),
         centroid_threshold: a.centroid_threshold.unwrap_or(d.centroid_threshold),
+        fill_gap_s: a.fill_gap.unwrap_or(d.fill_gap_s),
         ..d
     };
     opts.validate()?;
@@ -73,7 +83,13 @@ pub fn run(mut cfg: Config, a: DiarizeArgs) -> Result<i32> {
     let audio = diarize::read_leg(&a.file, a.leg)?;
     let t0 = Instant::now();
     let vad = SileroModel::load(&paths.ort_lib, &paths.silero)?;
-    let regions = speech_regions(&mut vad.detector(), &audio, &RegionOptions::default())?;
+    let r = RegionOptions::default();
+    let region_opts = RegionOptions {
+        onset: a.vad_onset.unwrap_or(r.onset),
+        offset: a.vad_offset.unwrap_or(r.offset),
+        ..r
+    };
+    let regions = speech_regions(&mut vad.detector(), &audio, &region_opts)?;
     let t_vad = t0.elapsed().as_secs_f64();
     let model = SpeakerModel::load(&paths.ort_lib, &paths.speaker, a.model_threads)?;
     let t1 = Instant::now();

@@ -119,6 +119,9 @@ pub struct DiarizeOptions {
     /// Runs of one speaker shorter than this inside a region are merged
     /// into a neighbour. Seconds.
     pub min_turn_s: f32,
+    /// Pauses up to this long between two stretches of the same speaker are
+    /// filled (the speaker holds the turn through them). Seconds.
+    pub fill_gap_s: f32,
     /// An estimated speaker with less speech than this is merged into the
     /// nearest other. Seconds.
     pub min_speaker_s: f32,
@@ -139,6 +142,7 @@ impl Default for DiarizeOptions {
             min_region_s: 0.3,
             min_turn_s: 0.3,
             min_speaker_s: 2.0,
+            fill_gap_s: 0.5,
             batch: 8,
         }
     }
@@ -181,6 +185,7 @@ impl DiarizeOptions {
             ("min_region_s", self.min_region_s),
             ("min_turn_s", self.min_turn_s),
             ("min_speaker_s", self.min_speaker_s),
+            ("fill_gap_s", self.fill_gap_s),
         ] {
             if !(0.0..=60.0).contains(&v) {
                 return bad(format!("{name} = {v}: expected 0 to 60 seconds"));

@@ -22,8 +22,8 @@ pub struct RegionOptions {
 impl Default for RegionOptions {
     fn default() -> Self {
         RegionOptions {
-            onset: 0.5,
-            offset: 0.35,
+            onset: 0.35,
+            offset: 0.2,
             min_pause_s: 0.25,
             min_speech_s: 0.2,
             pad_s: 0.05,

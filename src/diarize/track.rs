@@ -379,8 +379,23 @@ impl Tracker {
             });
         }
         out.sort_by_key(|s| s.start);
-        out
+        fill_gaps(out, frames_of(self.opts.fill_gap_s))
     }
+}
+
+/// Join consecutive segments of one speaker separated by at most `gap`
+/// frames of silence.
+fn fill_gaps(segs: Vec<Segment>, gap: usize) -> Vec<Segment> {
+    let mut out: Vec<Segment> = Vec::with_capacity(segs.len());
+    for s in segs {
+        match out.last_mut() {
+            Some(l) if l.speaker == s.speaker && s.start >= l.end && s.start - l.end <= gap => {
+                l.end = s.end
+            }
+            _ => out.push(s),
+        }
+    }
+    out
 }
 
 /// Extend the last segment by one frame or start a new one.
