@@ -42,6 +42,22 @@ fn model(paths: &ModelPaths) -> SpeakerModel {
     SpeakerModel::load(&paths.ort_lib, &paths.speaker, 1).expect("load campplus.onnx")
 }
 
+/// A recording at 16 kHz and its speech regions (Silero VAD).
+fn speech(paths: &ModelPaths, wav: &std::path::Path) -> (Vec<f32>, Vec<(usize, usize)>) {
+    let audio = diarize::read_leg(wav, 0).expect("read wav");
+    let vad = SileroModel::load(&paths.ort_lib, &paths.silero).expect("load VAD");
+    let regions = speech_regions(&mut vad.detector(), &audio, &RegionOptions::default())
+        .expect("speech regions");
+    (audio, regions)
+}
+
+/// The reference turns of a corpus entry.
+fn reference(corpus: &Corpus, e: &callpulse::corpus::Entry) -> Vec<Turn> {
+    let path = corpus.path(e.rttm.as_deref().expect("entry has an rttm"));
+    let text = std::fs::read_to_string(&path).expect("read rttm");
+    der::parse_rttm(&path, &text).expect("parse rttm")
+}
+
 /// Embedding of a whole file.
 fn embed_file(m: &SpeakerModel, path: &std::path::Path) -> Vec<f32> {
     let audio = diarize::read_leg(path, 0).expect("read wav");
@@ -125,20 +141,17 @@ fn der_of(
     speakers: Option<usize>,
 ) -> (f64, usize) {
     let e = corpus.get(id).expect("corpus entry");
-    let wav = corpus.path(if eight_k { &e.wav_8k } else { &e.wav });
-    let audio = diarize::read_leg(&wav, 0).expect("read wav");
-    let vad = SileroModel::load(&paths.ort_lib, &paths.silero).expect("load VAD");
-    let regions = speech_regions(&mut vad.detector(), &audio, &RegionOptions::default())
-        .expect("speech regions");
+    let (audio, regions) = speech(
+        paths,
+        &corpus.path(if eight_k { &e.wav_8k } else { &e.wav }),
+    );
     let opts = DiarizeOptions {
         speakers,
         ..DiarizeOptions::default()
     };
     let segs = diarize::diarize(&model(paths), &audio, &regions, &opts).expect("diarize");
     let found = segs.iter().map(|s| s.speaker + 1).max().unwrap_or(0);
-    let rttm =
-        std::fs::read_to_string(corpus.path(e.rttm.as_deref().expect("rttm"))).expect("read rttm");
-    let reference = der::parse_rttm(&rttm).expect("parse rttm");
+    let reference = reference(corpus, e);
     let (_, total) = der::score(&reference, &turns(id, &segs));
     (total.der(), found)
 }
@@ -148,7 +161,7 @@ fn turns(file: &str, segs: &[Segment]) -> Vec<Turn> {
         .map(|s| Turn {
             file: file.into(),
             start: s.start_s(),
-            end: s.end_s(),
+            duration: s.end_s() - s.start_s(),
             speaker: s.label(),
         })
         .collect()
@@ -177,10 +190,7 @@ fn der_on_built_two_speaker_calls_at_16k_and_8k() {
 fn live_diarisation_ends_where_offline_does() {
     let (paths, corpus) = provisioned();
     let e = corpus.get("call-fm-2").expect("corpus entry");
-    let audio = diarize::read_leg(&corpus.path(&e.wav), 0).expect("read wav");
-    let vad = SileroModel::load(&paths.ort_lib, &paths.silero).expect("load VAD");
-    let regions = speech_regions(&mut vad.detector(), &audio, &RegionOptions::default())
-        .expect("speech regions");
+    let (audio, regions) = speech(&paths, &corpus.path(&e.wav));
     let m = model(&paths);
     let opts = DiarizeOptions::default();
     let offline = diarize::diarize(&m, &audio, &regions, &opts).expect("offline");
@@ -209,21 +219,16 @@ fn roles_on_a_mono_call_that_opens_with_the_agent_greeting() {
     // A built call of two real voices; its first turn is given an agent's
     // greeting and the second a customer's opening (text stands in for ASR).
     let e = corpus.get("call-mf-1").expect("corpus entry");
-    let audio = diarize::read_leg(&corpus.path(&e.wav), 0).expect("read wav");
-    let vad = SileroModel::load(&paths.ort_lib, &paths.silero).expect("load VAD");
-    let regions = speech_regions(&mut vad.detector(), &audio, &RegionOptions::default())
-        .expect("speech regions");
+    let (audio, regions) = speech(&paths, &corpus.path(&e.wav));
     let segs = diarize::diarize(&model(&paths), &audio, &regions, &DiarizeOptions::default())
         .expect("diarize");
-    let rttm =
-        std::fs::read_to_string(corpus.path(e.rttm.as_deref().expect("rttm"))).expect("read rttm");
-    let reference = der::parse_rttm(&rttm).expect("parse rttm");
+    let reference = reference(&corpus, e);
     let greeting = "Good afternoon, thank you for calling Northwind, how can I help?";
     let opening = "Hi, I have a question about my last bill.";
     let mut turns = Vec::new();
     let mut agent_votes = Vec::new();
     for (i, t) in reference.iter().enumerate() {
-        let Some(speaker) = diarize::speaker_at(&segs, t.start, t.end) else {
+        let Some(speaker) = diarize::speaker_at(&segs, t.start, t.end()) else {
             continue;
         };
         if t.speaker == reference[0].speaker {

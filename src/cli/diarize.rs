@@ -106,7 +106,7 @@ pub fn run(mut cfg: Config, a: DiarizeArgs) -> Result<i32> {
         .map(|s| Turn {
             file: id.clone(),
             start: s.start_s(),
-            end: s.end_s(),
+            duration: s.end_s() - s.start_s(),
             speaker: s.label(),
         })
         .collect();
@@ -156,12 +156,11 @@ fn read_turns(path: &Path) -> Result<Vec<Turn>> {
         std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     let is_rttm =
         path.extension().is_some_and(|e| e == "rttm") || text.trim_start().starts_with("SPEAKER");
-    let turns = if is_rttm {
-        der::parse_rttm(&text)
+    Ok(if is_rttm {
+        der::parse_rttm(path, &text)?
     } else {
-        der::parse_events(&text)
-    };
-    turns.with_context(|| format!("in {}", path.display()))
+        der::parse_events(&text).with_context(|| format!("in {}", path.display()))?
+    })
 }
 
 /// `eval diarization REF.rttm HYP`: HYP is an RTTM or callpulse events.

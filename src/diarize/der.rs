@@ -1,4 +1,4 @@
-//! Diarisation error rate, RTTM reading and writing.
+//! Diarisation error rate.
 //!
 //! DER is scored on 10 ms frames with no forgiveness collar and overlapping
 //! speech counted: per frame with `R` reference and `H` hypothesis speakers
@@ -6,7 +6,8 @@
 //! and confusion `min(R, H) - C`, where `C` counts the active pairs joined by
 //! the one-to-one speaker mapping that maximises overlap over the file
 //! (found with the Hungarian method). DER = (missed + false alarm +
-//! confusion) / total reference speaker-frames.
+//! confusion) / total reference speaker-frames. RTTM reading and writing
+//! are [`crate::eval::rttm`]'s.
 
 use std::collections::BTreeMap;
 
@@ -15,17 +16,11 @@ use serde::Serialize;
 /// Frames per second of the scoring grid.
 pub const FRAMES_PER_SECOND: f64 = 100.0;
 
-/// What went wrong reading a reference or hypothesis.
+pub use crate::eval::rttm::{parse as parse_rttm, write as write_rttm, RttmError, Turn};
+
+/// What went wrong reading a hypothesis given as callpulse events.
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum DerError {
-    /// A line of an RTTM file is not a valid SPEAKER record.
-    #[error("line {line}: {what} (expected `SPEAKER <file> <channel> <start> <duration> <NA> <NA> <speaker> <NA> <NA>`)")]
-    Rttm {
-        /// 1-based line number.
-        line: usize,
-        /// What is wrong.
-        what: String,
-    },
     /// A line of an events file is not a JSON object.
     #[error("line {line}: not a JSON event: {what}")]
     Event {
@@ -34,54 +29,6 @@ pub enum DerError {
         /// Parser message.
         what: String,
     },
-}
-
-/// One speaker's stretch of speech in a file.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Turn {
-    /// File (RTTM) or call id (events).
-    pub file: String,
-    /// Start, seconds.
-    pub start: f64,
-    /// End, seconds.
-    pub end: f64,
-    /// Speaker label.
-    pub speaker: String,
-}
-
-/// Parse RTTM text: `SPEAKER` lines; other record types, blank lines and
-/// `#`/`;` comments are skipped.
-pub fn parse_rttm(text: &str) -> Result<Vec<Turn>, DerError> {
-    let mut out = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        let t = line.trim();
-        if t.is_empty() || t.starts_with('#') || t.starts_with(';') {
-            continue;
-        }
-        let f: Vec<&str> = t.split_whitespace().collect();
-        if f[0] != "SPEAKER" {
-            continue;
-        }
-        let err = |what: &str| DerError::Rttm {
-            line: i + 1,
-            what: what.into(),
-        };
-        if f.len() < 8 {
-            return Err(err("too few fields"));
-        }
-        let start: f64 = f[3].parse().map_err(|_| err("start is not a number"))?;
-        let dur: f64 = f[4].parse().map_err(|_| err("duration is not a number"))?;
-        if !start.is_finite() || !dur.is_finite() || start < 0.0 || dur < 0.0 {
-            return Err(err("start and duration must be finite and not negative"));
-        }
-        out.push(Turn {
-            file: f[1].to_string(),
-            start,
-            end: start + dur,
-            speaker: f[7].to_string(),
-        });
-    }
-    Ok(out)
 }
 
 /// Read callpulse events (JSON lines): every `turn` event with `start`,
@@ -119,26 +66,11 @@ pub fn parse_events(text: &str) -> Result<Vec<Turn>, DerError> {
         out.push(Turn {
             file,
             start,
-            end,
+            duration: (end - start).max(0.0),
             speaker,
         });
     }
     Ok(out)
-}
-
-/// Write turns as RTTM lines (channel 1, times in seconds to the ms).
-pub fn write_rttm(turns: &[Turn]) -> String {
-    let mut s = String::new();
-    for t in turns {
-        s.push_str(&format!(
-            "SPEAKER {} 1 {:.3} {:.3} <NA> <NA> {} <NA> <NA>\n",
-            t.file,
-            t.start,
-            (t.end - t.start).max(0.0),
-            t.speaker
-        ));
-    }
-    s
 }
 
 /// Error counts for one file or a corpus, in 10 ms speaker-frames.
@@ -191,7 +123,7 @@ fn activity(turns: &[&Turn], frames: usize) -> (Vec<String>, Vec<Vec<bool>>) {
                 names.len() - 1
             }
         };
-        let (a, b) = (frame(t.start), frame(t.end).min(frames));
+        let (a, b) = (frame(t.start), frame(t.end()).min(frames));
         if a < b {
             masks[k][a..b].fill(true);
         }
@@ -204,7 +136,7 @@ pub fn score_file(reference: &[&Turn], hypothesis: &[&Turn]) -> DerScore {
     let frames = reference
         .iter()
         .chain(hypothesis)
-        .map(|t| frame(t.end))
+        .map(|t| frame(t.end()))
         .max()
         .unwrap_or(0);
     let (_, r) = activity(reference, frames);
@@ -335,7 +267,7 @@ mod tests {
         Turn {
             file: "f".into(),
             start,
-            end,
+            duration: end - start,
             speaker: spk.into(),
         }
     }
@@ -393,19 +325,6 @@ mod tests {
         let mut m = max_assignment(&w);
         m.sort();
         assert_eq!(m, vec![(0, 1), (1, 2)]);
-    }
-
-    #[test]
-    fn rttm_round_trip_and_errors() {
-        let text = "SPEAKER call1 1 0.500 1.250 <NA> <NA> spk0 <NA> <NA>\n\n# note\nSPKR-INFO x\n";
-        let turns = parse_rttm(text).unwrap();
-        assert_eq!(turns.len(), 1);
-        assert_eq!(turns[0].speaker, "spk0");
-        assert!((turns[0].end - 1.75).abs() < 1e-9);
-        assert_eq!(parse_rttm(&write_rttm(&turns)).unwrap(), turns);
-        let e = parse_rttm("SPEAKER a 1 x 1 <NA> <NA> s <NA> <NA>").unwrap_err();
-        assert!(e.to_string().contains("line 1"), "{e}");
-        assert!(parse_rttm("SPEAKER a 1 1 -2 <NA> <NA> s").is_err());
     }
 
     #[test]

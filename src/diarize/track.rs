@@ -312,8 +312,8 @@ impl Tracker {
         // Frames past the last window (features end 15 ms before the audio)
         // take the nearest covered frame's scores.
         let mut last = None;
-        for i in 0..len {
-            if covered[i] {
+        for (i, &c) in covered.iter().enumerate() {
+            if c {
                 last = Some(i);
             } else if let Some(p) = last {
                 score.copy_within(p * k..(p + 1) * k, i * k);

@@ -426,8 +426,7 @@ fn block_layers(ck: &Checkpoint) -> Vec<usize> {
 pub fn convert_campplus(ckpt: &Path, out: &Path) -> Result<CampplusInfo, CampplusError> {
     let ck = Checkpoint::open(ckpt)?;
     let layers = block_layers(&ck);
-    if layers.iter().any(|&n| n == 0) || ck.shape("xvector.block4.tdnnd1.linear1.weight").is_some()
-    {
+    if layers.contains(&0) || ck.shape("xvector.block4.tdnnd1.linear1.weight").is_some() {
         return Err(CampplusError::Layout(format!(
             "expected three dense blocks, found layers {layers:?}"
         )));

@@ -376,7 +376,7 @@ fn dict_insert(target: &mut Value, items: Vec<Value>, at: usize) -> Result<(), P
     let Value::Dict(d) = target else {
         return Err(bad(at, "SETITEM on a non-dict"));
     };
-    if items.len() % 2 != 0 {
+    if !items.len().is_multiple_of(2) {
         return Err(bad(at, "odd number of dict items"));
     }
     let mut it = items.into_iter();
