@@ -115,7 +115,7 @@ pub enum Command {
     Models(models::ModelsArgs),
     /// Train the polarity or emotion head.
     Train(train::TrainArgs),
-    /// Evaluate polarity or emotion on labelled sentences, or a scored call against per-turn labels.
+    /// Evaluate polarity or emotion on labelled sentences, a scored call against per-turn labels, or transcripts (WER).
     Eval(train::EvalArgs),
     /// Who spoke when on one channel: print speaker segments as RTTM.
     Diarize(diarize::DiarizeArgs),

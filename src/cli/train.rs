@@ -49,6 +49,14 @@ pub enum EvalTarget {
     /// Who spoke when: DER of EVENTS.jsonl (turns with `speaker`) or an
     /// RTTM against a reference RTTM (10 ms frames, no collar, overlap counted).
     Diarization,
+    /// Word error rate: `eval asr REF HYP [REF HYP]...`, or `eval asr --audio
+    /// FILE.wav --ref REF` (scores the audio, then compares). References: STM,
+    /// JSON lines or plain text; hypotheses: callpulse events (`turn` texts in
+    /// time order) or plain text. Both sides are normalised first: lower case,
+    /// no punctuation, numbers spelled out ("42" → "forty two", years,
+    /// ordinals), contractions expanded ("I'm" → "i am", "don't" → "do not"),
+    /// hyphens split, fillers (uh, um, mm, hmm) dropped; see docs/corpus.md.
+    Asr,
 }
 
 #[derive(Args, Debug)]
@@ -58,10 +66,21 @@ pub struct EvalArgs {
     target: EvalTarget,
     /// Labelled sentences: a JSON array of {text, class} or JSON lines of
     /// {text, label|polarity|emotion}; `amazon`, `imdb`, `yelp` for the
-    /// provisioned UCI files; or, with `call`, the events of a scored call.
-    file: String,
-    /// With `diarization`: the hypothesis (callpulse events or an RTTM).
-    hypothesis: Option<PathBuf>,
+    /// provisioned UCI files; or, with `call`, the events of a scored call;
+    /// with `asr`, reference and hypothesis files in pairs; with
+    /// `diarization`, the reference RTTM (then the hypothesis).
+    #[arg(required_unless_present = "audio")]
+    file: Option<String>,
+    /// With `asr`: more files (REF HYP pairs); with `diarization`: the
+    /// hypothesis (callpulse events or an RTTM).
+    #[arg(value_name = "FILE")]
+    more: Vec<String>,
+    /// With `asr`: score these WAV files with the engine first (pairs with --ref).
+    #[arg(long, value_name = "FILE.wav")]
+    audio: Vec<PathBuf>,
+    /// With `asr --audio`: the reference of each audio file, in the same order.
+    #[arg(long = "ref", value_name = "REF")]
+    reference: Vec<PathBuf>,
     /// Evaluate this head file instead of the built-in one.
     #[arg(long)]
     head: Option<PathBuf>,
@@ -228,19 +247,82 @@ struct EmotionEval {
     confusion: Vec<Vec<usize>>,
 }
 
+/// `eval asr`: score `--audio` files (if any), then WER per pair and in total.
+fn eval_asr(cfg: &Config, a: &EvalArgs) -> Result<callpulse::eval::wer::Report> {
+    use callpulse::eval::{transcript, wer};
+    let files: Vec<&String> = a.file.iter().chain(&a.more).collect();
+    if files.len() % 2 != 0 {
+        bail!(
+            "eval asr takes files in REF HYP pairs; got {} files",
+            files.len()
+        );
+    }
+    if a.audio.len() != a.reference.len() {
+        bail!(
+            "eval asr: {} --audio files but {} --ref files; give one --ref per --audio",
+            a.audio.len(),
+            a.reference.len()
+        );
+    }
+    let mut pairs = Vec::new();
+    for p in files.chunks(2) {
+        let (r, h) = (std::path::Path::new(p[0]), std::path::Path::new(p[1]));
+        let counts = wer::score(&transcript::load_text(r)?, &transcript::load_text(h)?);
+        pairs.push((p[0].clone(), p[1].clone(), counts));
+    }
+    if !a.audio.is_empty() {
+        let paths = models::ensure(cfg, &Component::for_scoring(cfg), false)?;
+        let engine = callpulse::pipeline::Engine::load(cfg, &paths)?;
+        for (wav, r) in a.audio.iter().zip(&a.reference) {
+            let mut turns = Vec::new();
+            let mut sink = |ev: callpulse::event::Event| {
+                if let callpulse::event::Event::Turn(t) = ev {
+                    turns.push(transcript::Segment {
+                        start: t.start,
+                        end: t.end,
+                        speaker: String::new(),
+                        channel: t.leg as u32,
+                        text: t.text,
+                    });
+                }
+            };
+            engine
+                .score_file(wav, "eval", &mut sink, &|_, _| {})
+                .with_context(|| format!("cannot score {}", wav.display()))?;
+            let hyp = transcript::join(turns);
+            let counts = wer::score(&transcript::load_text(r)?, &hyp);
+            pairs.push((r.display().to_string(), wav.display().to_string(), counts));
+        }
+    }
+    Ok(wer::Report::new(pairs))
+}
+
 pub fn run_eval(mut cfg: Config, a: EvalArgs) -> Result<i32> {
     a.models.apply(&mut cfg);
+    if a.target == EvalTarget::Asr {
+        let r = eval_asr(&cfg, &a)?;
+        if a.json {
+            println!("{}", serde_json::to_string_pretty(&r)?);
+        } else {
+            print!("{}", r.to_text());
+        }
+        return Ok(0);
+    }
+    let Some(file) = a.file.clone() else {
+        bail!("eval {:?} needs a FILE", a.target);
+    };
     match a.target {
         EvalTarget::Diarization => {
-            return super::diarize::eval(&a.file, a.hypothesis.as_deref(), a.json)
+            let hyp = a.more.first().map(std::path::Path::new);
+            return super::diarize::eval(&file, hyp, a.json);
         }
         EvalTarget::Polarity => {
-            let named = matches!(a.file.as_str(), "amazon" | "imdb" | "yelp");
+            let named = matches!(file.as_str(), "amazon" | "imdb" | "yelp");
             let (enc, paths) = encoder(&cfg, named)?;
             let path = if named {
-                paths.sentiment_data.join(format!("{}.json", a.file))
+                paths.sentiment_data.join(format!("{file}.json"))
             } else {
-                PathBuf::from(&a.file)
+                PathBuf::from(&file)
             };
             let data = load_labelled(&path)?;
             let head = match &a.head {
@@ -250,7 +332,7 @@ pub fn run_eval(mut cfg: Config, a: EvalArgs) -> Result<i32> {
                 )?,
                 None => PolarityHead::bundled()?,
             };
-            let report = evaluate(&enc, &head, &data, &a.file)?;
+            let report = evaluate(&enc, &head, &data, &file)?;
             if a.json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {
@@ -259,7 +341,7 @@ pub fn run_eval(mut cfg: Config, a: EvalArgs) -> Result<i32> {
         }
         EvalTarget::Emotion => {
             let (enc, _) = encoder(&cfg, false)?;
-            let data = load_emotion(std::path::Path::new(&a.file))?;
+            let data = load_emotion(std::path::Path::new(&file))?;
             let head = match &a.head {
                 Some(p) => EmotionHead::from_json(
                     &std::fs::read_to_string(p)
@@ -280,7 +362,7 @@ pub fn run_eval(mut cfg: Config, a: EvalArgs) -> Result<i32> {
             }
             let (acc, f1) = emotion::scores(&conf);
             let r = EmotionEval {
-                file: a.file.clone(),
+                file: file.clone(),
                 n: data.len(),
                 accuracy: (acc * 1e4).round() / 1e4,
                 macro_f1: (f1 * 1e4).round() / 1e4,
@@ -304,13 +386,14 @@ pub fn run_eval(mut cfg: Config, a: EvalArgs) -> Result<i32> {
             }
         }
         EvalTarget::Call => {
-            let r = super::report::eval_call(std::path::Path::new(&a.file), a.labels.as_deref())?;
+            let r = super::report::eval_call(std::path::Path::new(&file), a.labels.as_deref())?;
             if a.json {
                 println!("{}", serde_json::to_string_pretty(&r)?);
             } else {
                 print!("{}", r.to_text());
             }
         }
+        EvalTarget::Asr => {}
     }
     Ok(0)
 }

@@ -10,7 +10,9 @@
 
 use super::CorpusError;
 use crate::eval::rttm;
+// The project's seeded SplitMix64 (same sequence on every platform).
 use crate::eval::transcript::Segment;
+use crate::telephony::sender::Rng;
 
 /// Sample rate of the clips and the built call.
 pub const RATE: u32 = 16_000;
@@ -80,36 +82,14 @@ pub struct BuiltCall {
     pub backchannels: usize,
 }
 
-/// SplitMix64: a tiny, well-mixed deterministic generator (no dependency,
-/// same sequence on every platform).
-#[derive(Debug, Clone)]
-pub struct Rng(u64);
+/// Uniform in [lo, hi).
+fn range(rng: &mut Rng, lo: f64, hi: f64) -> f64 {
+    lo + (hi - lo) * rng.unit()
+}
 
-impl Rng {
-    /// A generator for `seed`.
-    pub fn new(seed: u64) -> Self {
-        Rng(seed)
-    }
-    /// Next 64 random bits.
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    /// Uniform in [0, 1).
-    pub fn unit(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
-    /// Uniform in [lo, hi).
-    pub fn range(&mut self, lo: f64, hi: f64) -> f64 {
-        lo + (hi - lo) * self.unit()
-    }
-    /// Uniform index below `n` (n > 0).
-    pub fn below(&mut self, n: usize) -> usize {
-        (self.unit() * n as f64) as usize % n.max(1)
-    }
+/// Uniform index below `n` (n > 0).
+fn below(rng: &mut Rng, n: usize) -> usize {
+    (rng.unit() * n as f64) as usize % n.max(1)
 }
 
 fn to_samples(s: f64) -> usize {
@@ -213,7 +193,7 @@ pub fn build_call(
         let start = match prev {
             None => to_samples(0.5),
             Some((ps, pe)) if rng.unit() < layout.overlap_share => {
-                let back = to_samples(rng.range(0.2, 0.5));
+                let back = to_samples(range(&mut rng, 0.2, 0.5));
                 if pe.saturating_sub(back) > ps + to_samples(0.5) {
                     overlaps += 1;
                     pe - back
@@ -221,14 +201,14 @@ pub fn build_call(
                     pe + to_samples(0.3)
                 }
             }
-            Some((_, pe)) => pe + to_samples(rng.range(0.3, 1.2)),
+            Some((_, pe)) => pe + to_samples(range(&mut rng, 0.3, 1.2)),
         };
         let (g0, g1) = groups[who][turn / 2];
         let mut pos = start;
         let mut words = Vec::new();
         for (j, clip) in spk.clips[g0..g1].iter().enumerate() {
             let gap = if j > 0 {
-                to_samples(rng.range(0.15, 0.35))
+                to_samples(range(&mut rng, 0.15, 0.35))
             } else {
                 0
             };
@@ -247,10 +227,10 @@ pub fn build_call(
             && !other.backchannels.is_empty()
             && rng.unit() < layout.backchannel_share
         {
-            let bc = &other.backchannels[rng.below(other.backchannels.len())];
+            let bc = &other.backchannels[below(&mut rng, other.backchannels.len())];
             let latest = room.saturating_sub(to_samples(1.0) + bc.samples.len());
             if latest > to_samples(1.0) {
-                let at = start + to_samples(rng.range(1.0, to_secs(latest)));
+                let at = start + to_samples(range(&mut rng, 1.0, to_secs(latest)));
                 let end = mix.place(bc, gains[1 - who], at, &other.id);
                 stm.push(segment(&other.id, at, end, bc.text.clone()));
                 backchannels += 1;

@@ -259,17 +259,25 @@ fn phone_version(out: &Path, id: &str, channels: &[Vec<f32>]) -> Result<String, 
     Ok(name)
 }
 
+/// What the manifest says of an entry besides its files.
+struct Meta {
+    kind: Kind,
+    language: &'static str,
+    style: &'static str,
+    speakers: Vec<String>,
+    source: String,
+    licence: String,
+}
+
 /// Write the files of one entry and return its manifest line.
-#[allow(clippy::too_many_arguments)]
 fn write_entry(
     out: &Path,
     id: &str,
     channels: &[Vec<f32>],
     stm: &[Segment],
     turns: Option<&str>,
-    meta: (Kind, &str, &str, Vec<String>, String, String),
+    meta: Meta,
 ) -> Result<Entry, CorpusError> {
-    let (kind, language, style, speakers, source, licence) = meta;
     let wav = format!("{id}.wav");
     write_wav(&out.join(&wav), RATE, channels)?;
     let wav_8k = phone_version(out, id, channels)?;
@@ -284,9 +292,9 @@ fn write_entry(
     let words = stm.iter().map(|s| wer::normalise(&s.text).len()).sum();
     Ok(Entry {
         id: id.to_string(),
-        kind,
-        language: language.to_string(),
-        style: style.to_string(),
+        kind: meta.kind,
+        language: meta.language.to_string(),
+        style: meta.style.to_string(),
         wav,
         wav_8k,
         stm: stm_name,
@@ -295,10 +303,10 @@ fn write_entry(
         duration_s: channels
             .first()
             .map_or(0.0, |c| c.len() as f64 / RATE as f64),
-        speakers,
+        speakers: meta.speakers,
         words,
-        source,
-        licence,
+        source: meta.source,
+        licence: meta.licence,
     })
 }
 
@@ -330,14 +338,14 @@ fn recordings(tmp: &Path, out: &Path, quiet: bool) -> Result<Vec<Entry>, CorpusE
         speakers.retain(|s| !s.is_empty());
         speakers.sort();
         speakers.dedup();
-        let meta = (
-            Kind::Recording,
-            rec.language,
-            rec.style,
+        let meta = Meta {
+            kind: Kind::Recording,
+            language: rec.language,
+            style: rec.style,
             speakers,
-            rec.source.to_string(),
-            rec.licence.to_string(),
-        );
+            source: rec.source.to_string(),
+            licence: rec.licence.to_string(),
+        };
         entries.push(write_entry(
             out,
             rec.id,
@@ -476,14 +484,14 @@ fn calls(tmp: &Path, out: &Path, quiet: bool) -> Result<Vec<Entry>, CorpusError>
             .map(|v| voice_licence(*v))
             .collect::<Vec<_>>()
             .join("; ");
-        let meta = (
-            Kind::Call,
-            "en",
-            "two-speaker mono call",
+        let meta = Meta {
+            kind: Kind::Call,
+            language: "en",
+            style: "two-speaker mono call",
             speakers,
             source,
             licence,
-        );
+        };
         let rttm_text = rttm::write(&call.rttm);
         entries.push(write_entry(
             out,

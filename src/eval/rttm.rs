@@ -87,13 +87,14 @@ pub fn load(path: &Path) -> Result<Vec<Turn>, RttmError> {
     parse(path, &text)
 }
 
-/// Write turns as RTTM (times with 3 decimals), in the given order.
+/// Write turns as RTTM, in the given order. Times have 6 decimals, so a
+/// segment placed at a 16 kHz (or 8 kHz) sample boundary reads back exactly.
 pub fn write(turns: &[Turn]) -> String {
     let mut s = String::new();
     for t in turns {
         let _ = writeln!(
             s,
-            "SPEAKER {} 1 {:.3} {:.3} <NA> <NA> {} <NA> <NA>",
+            "SPEAKER {} 1 {:.6} {:.6} <NA> <NA> {} <NA> <NA>",
             t.file, t.start, t.duration, t.speaker
         );
     }
