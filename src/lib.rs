@@ -30,6 +30,7 @@
 //! ## Modules
 //! - [`audio`]: WAV decoding, resampling.
 //! - [`segment`]: voice activity and turn segmentation.
+//! - [`diarize`]: who spoke when on one channel (speaker embeddings, clustering, DER).
 //! - [`asr`]: speech recognition.
 //! - [`prosody`]: prosodic features and speaker baselines.
 //! - [`sentiment`]: text encoder, polarity head, intensity fusion.
@@ -48,6 +49,7 @@ pub mod bench;
 pub mod capture;
 pub mod config;
 pub mod corpus;
+pub mod diarize;
 pub mod eval;
 pub mod event;
 pub mod intel;

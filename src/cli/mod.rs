@@ -1,6 +1,7 @@
 //! Subcommands, one file each.
 
 mod bench;
+mod diarize;
 mod live;
 mod models;
 mod report;
@@ -153,6 +154,8 @@ pub enum Command {
     Train(train::TrainArgs),
     /// Evaluate polarity or emotion on labelled sentences, a scored call against per-turn labels, or transcripts (WER).
     Eval(train::EvalArgs),
+    /// Who spoke when on one channel: print speaker segments as RTTM.
+    Diarize(diarize::DiarizeArgs),
     /// Render a scored call as a self-contained HTML report.
     Report(report::ReportArgs),
     /// Measure speed: real-time factor and time per stage.
@@ -181,6 +184,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Models(a) => models::run(cfg, a),
         Command::Train(a) => train::run_train(cfg, a),
         Command::Eval(a) => train::run_eval(cfg, a),
+        Command::Diarize(a) => diarize::run(cfg, a),
         Command::Report(a) => report::run(a),
         Command::Bench(a) => bench::run(cfg, a),
     }

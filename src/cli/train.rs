@@ -62,6 +62,9 @@ pub enum EvalTarget {
     /// fixture script (`--labels FILE.script.json`) or `label`/`emotion_label`
     /// fields added to the turn events.
     Call,
+    /// Who spoke when: DER of EVENTS.jsonl (turns with `speaker`) or an
+    /// RTTM against a reference RTTM (10 ms frames, no collar, overlap counted).
+    Diarization,
     /// Word error rate: `eval asr REF HYP [REF HYP]...`, or `eval asr --audio
     /// FILE.wav --ref REF` (scores the audio, then compares). References: STM,
     /// JSON lines or plain text; hypotheses: callpulse events (`turn` texts in
@@ -81,10 +84,12 @@ pub struct EvalArgs {
     /// {text, polarity|label, emotion, role, lang} (e.g.
     /// data/support_heldout.jsonl); `amazon`, `imdb`, `yelp` for the
     /// provisioned UCI files; with `call`, the events of a scored call;
-    /// with `asr`, reference and hypothesis files in pairs.
+    /// with `asr`, reference and hypothesis files in pairs; with
+    /// `diarization`, the reference RTTM (then the hypothesis).
     #[arg(required_unless_present = "audio")]
     file: Option<String>,
-    /// With `asr`: more files (REF HYP pairs).
+    /// With `asr`: more files (REF HYP pairs); with `diarization`: the
+    /// hypothesis (callpulse events or an RTTM).
     #[arg(value_name = "FILE")]
     more: Vec<String>,
     /// With `asr`: score these WAV files with the engine first (pairs with --ref).
@@ -325,6 +330,10 @@ pub fn run_eval(mut cfg: Config, a: EvalArgs) -> Result<i32> {
         bail!("eval {:?} needs a FILE", a.target);
     };
     match a.target {
+        EvalTarget::Diarization => {
+            let hyp = a.more.first().map(std::path::Path::new);
+            return super::diarize::eval(&file, hyp, a.json);
+        }
         EvalTarget::Polarity | EvalTarget::Emotion => {
             let named = matches!(file.as_str(), "amazon" | "imdb" | "yelp");
             let (enc, paths) = encoder(&cfg, named)?;

