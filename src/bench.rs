@@ -147,6 +147,7 @@ impl LatencyReport {
 pub fn add_work(a: &mut WorkMs, b: &WorkMs) {
     a.resample += b.resample;
     a.vad += b.vad;
+    a.diarize += b.diarize;
     a.asr += b.asr;
     a.asr_final += b.asr_final;
     a.asr_partial += b.asr_partial;
@@ -166,6 +167,7 @@ pub fn work_per_audio_s(w: &WorkMs, audio_s: f64) -> WorkMs {
     WorkMs {
         resample: r(w.resample),
         vad: r(w.vad),
+        diarize: r(w.diarize),
         asr: r(w.asr),
         asr_final: r(w.asr_final),
         asr_partial: r(w.asr_partial),

@@ -43,6 +43,15 @@
 //! [privacy]
 //! redact = false               # replace card/phone/e-mail/SSN/IBAN/account numbers by [TYPE]
 //!
+//! [diarize]                    # who spoke when on a mono leg (see diarize)
+//! enabled = true               # mono recordings and mono live legs
+//! split_channel_speakers = false   # also each leg of a two-channel call
+//! [diarize.options]
+//! speakers = 2                 # when known; estimated (1..max_speakers) when absent
+//! max_speakers = 4
+//! [diarize.roles]
+//! phrases = ["thank you for calling", "how can i help", "my name is * from"]
+//!
 //! [escalation]                 # see intel::rules for metrics and the built-in rules
 //! default_rules = true
 //! webhook = "http://127.0.0.1:9000/alerts"   # optional: POST each alert as JSON
@@ -221,6 +230,8 @@ pub struct Config {
     pub escalation: crate::intel::rules::EscalationConfig,
     /// PII redaction.
     pub privacy: crate::intel::PrivacyConfig,
+    /// Speaker diarisation of legs that carry several people.
+    pub diarize: crate::diarize::DiarizeConfig,
 }
 
 impl Config {
@@ -245,6 +256,10 @@ impl Config {
         self.live.validate().map_err(ConfigError::Invalid)?;
         self.dynamics.validate().map_err(ConfigError::Invalid)?;
         self.escalation.validate().map_err(ConfigError::Invalid)?;
+        self.diarize
+            .options
+            .validate()
+            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
         Ok(())
     }
 

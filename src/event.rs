@@ -234,8 +234,13 @@ pub struct TurnEvent {
     /// Turn number on this leg, from 0; the partials of this turn carry the same.
     #[serde(default)]
     pub seq: u32,
-    /// The party on that leg.
+    /// The party on that leg (on a diarised leg: the speaker's, from the
+    /// opening script; see `diarize.roles`).
     pub role: Role,
+    /// On a diarised leg (a mono call): who spoke, `S1`, `S2`, ... in order
+    /// of first appearance. Live, the label from the clustering so far.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub speaker: Option<String>,
     /// Start of speech, seconds.
     pub start: f64,
     /// End of speech, seconds.
@@ -415,6 +420,9 @@ pub struct SpeakerSummary {
     pub leg: u8,
     /// Role on that leg.
     pub role: Role,
+    /// On a diarised leg: the speaker (`S1`, ...) this summary is about.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub speaker: Option<String>,
     /// Number of turns.
     pub turns: u32,
     /// Seconds of speech.
@@ -608,6 +616,10 @@ pub struct WorkMs {
     pub resample: f32,
     /// Voice activity and turn segmentation.
     pub vad: f32,
+    /// Speaker embeddings and clustering on diarised legs (live; the
+    /// offline first pass is in `diarize_prescan`).
+    #[serde(default)]
+    pub diarize: f32,
     /// Every recogniser call (the sum of the four below).
     pub asr: f32,
     /// Decodes of finished turns (not served by a speculative decode).
@@ -626,7 +638,7 @@ pub struct WorkMs {
     pub sentiment: f32,
     /// Text encoder and polarity head of partial results.
     pub sentiment_partial: f32,
-    /// Everything above (resample + vad + asr + prosody + sentiment + sentiment_partial).
+    /// Everything above (resample + vad + diarize + asr + prosody + sentiment + sentiment_partial).
     pub total: f32,
 }
 

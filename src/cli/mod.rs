@@ -104,6 +104,18 @@ pub struct CallArgs {
     /// transcripts (digits or words) as [TYPE]. [config: privacy.redact]
     #[arg(long)]
     pub redact: bool,
+    /// The number of speakers on a diarised (mono) leg, when known;
+    /// estimated (1 to 4) otherwise. [config: diarize.options.speakers]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=16))]
+    pub speakers: Option<u32>,
+    /// Do not diarise mono legs (every turn of a mono call is one party).
+    /// [config: diarize.enabled = false]
+    #[arg(long)]
+    pub no_diarize: bool,
+    /// Also diarise each leg of a two-channel call (a leg that carries
+    /// several people, e.g. a conference leg). [config: diarize.split_channel_speakers]
+    #[arg(long)]
+    pub split_channel_speakers: bool,
 }
 
 impl CallArgs {
@@ -122,6 +134,15 @@ impl CallArgs {
         }
         if self.redact {
             cfg.privacy.redact = true;
+        }
+        if let Some(n) = self.speakers {
+            cfg.diarize.options.speakers = Some(n as usize);
+        }
+        if self.no_diarize {
+            cfg.diarize.enabled = false;
+        }
+        if self.split_channel_speakers {
+            cfg.diarize.split_channel_speakers = true;
         }
         Ok(())
     }

@@ -63,6 +63,7 @@ pub fn run(mut cfg: Config, a: ModelsArgs) -> Result<i32> {
                 Component::runtime(),
                 Component::SileroVad,
                 Component::E5Small,
+                Component::SpeakerModel,
             ];
             comps.push(match cfg.models.asr {
                 AsrModel::TinyEn => Component::WhisperTinyEn,

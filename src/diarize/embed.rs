@@ -26,6 +26,17 @@ pub trait SpeakerEmbedder: Send + Sync {
     ) -> Result<Vec<Vec<f32>>, DiarizeError>;
 }
 
+impl<T: SpeakerEmbedder + ?Sized> SpeakerEmbedder for Arc<T> {
+    fn embed(
+        &self,
+        feats: &[f32],
+        batch: usize,
+        frames: usize,
+    ) -> Result<Vec<Vec<f32>>, DiarizeError> {
+        (**self).embed(feats, batch, frames)
+    }
+}
+
 /// The CAM++ speaker model (192-d), loaded once and shared.
 #[derive(Clone)]
 pub struct SpeakerModel {

@@ -198,6 +198,40 @@ impl DiarizeOptions {
     }
 }
 
+/// `[diarize]`: who spoke when on legs that carry more than one person.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DiarizeConfig {
+    /// Diarise mono recordings and mono live legs (two people on one
+    /// channel): turns are split at speaker changes and carry `speaker`.
+    pub enabled: bool,
+    /// Also diarise each leg of a two-channel call (a conference leg that
+    /// carries several people).
+    pub split_channel_speakers: bool,
+    /// Clustering and window settings.
+    pub options: DiarizeOptions,
+    /// How the agent is told from the customer on a diarised leg.
+    pub roles: roles::RoleConfig,
+}
+
+impl Default for DiarizeConfig {
+    fn default() -> Self {
+        DiarizeConfig {
+            enabled: true,
+            split_channel_speakers: false,
+            options: DiarizeOptions::default(),
+            roles: roles::RoleConfig::default(),
+        }
+    }
+}
+
+impl DiarizeConfig {
+    /// Whether a call with `channels` channels has its legs diarised.
+    pub fn applies(&self, channels: usize) -> bool {
+        self.enabled && (channels == 1 || self.split_channel_speakers)
+    }
+}
+
 /// One speaker's stretch of speech, in 10 ms frames from the start of the
 /// audio (`end` exclusive). Speakers are numbered from 0 in order of first
 /// appearance.

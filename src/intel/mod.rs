@@ -245,10 +245,14 @@ struct SpeakerState {
     low: Option<(f32, f32, f64)>,
 }
 
-/// The cross-turn tracker of one call.
+/// The cross-turn tracker of one call. It follows each party: each leg of
+/// a call, and on a diarised leg each of its speakers.
 pub struct Conversation {
     call_id: String,
     roles: Vec<Role>,
+    /// Per party: its leg, and its speaker label on a diarised leg.
+    parties: Vec<(u8, Option<String>)>,
+    dyn_cfg: DynamicsConfig,
     dynamics: Vec<SpeakerDynamics>,
     rules: Vec<Rule>,
     /// Per rule: the speaker's turn count when it last fired.
@@ -276,6 +280,8 @@ impl Conversation {
         let n = roles.len();
         Conversation {
             call_id: call_id.into(),
+            parties: (0..n).map(|l| (l as u8, None)).collect(),
+            dyn_cfg: dyn_cfg.clone(),
             dynamics: (0..n)
                 .map(|_| SpeakerDynamics::new(dyn_cfg.clone()))
                 .collect(),
@@ -332,10 +338,44 @@ impl Conversation {
         })
     }
 
+    /// The party of a turn: its leg, or on a diarised leg its speaker (the
+    /// leg's own slot goes to the first speaker heard on it). A party's role
+    /// follows the latest known role of its turns.
+    fn party(&mut self, t: &TurnEvent) -> usize {
+        let leg = (t.leg as usize).min(self.roles.len().saturating_sub(1));
+        let p = match &t.speaker {
+            None => leg,
+            Some(sp) => {
+                let key = (t.leg, Some(sp.clone()));
+                match self.parties.iter().position(|p| *p == key) {
+                    Some(p) => p,
+                    None if self.parties.get(leg).is_some_and(|p| p.1.is_none())
+                        && self.speakers[leg].turns == 0 =>
+                    {
+                        self.parties[leg] = key;
+                        leg
+                    }
+                    None => {
+                        self.parties.push(key);
+                        self.roles.push(Role::Unknown);
+                        self.speakers.push(SpeakerState::default());
+                        self.dynamics
+                            .push(SpeakerDynamics::new(self.dyn_cfg.clone()));
+                        self.parties.len() - 1
+                    }
+                }
+            }
+        };
+        if t.role != Role::Unknown {
+            self.roles[p] = t.role;
+        }
+        p
+    }
+
     /// Take one final turn (with its `turn_id` set), in call order; sets
     /// its `trend` and returns the shift, recovered and alert events it causes.
     pub fn on_turn(&mut self, t: &mut TurnEvent) -> Vec<Event> {
-        let leg = (t.leg as usize).min(self.speakers.len().saturating_sub(1));
+        let leg = self.party(t);
         let mut out = Vec::new();
         // Silence before this turn.
         let gap = t.start - self.speech_end;
@@ -624,8 +664,9 @@ impl Conversation {
             .iter()
             .enumerate()
             .map(|(leg, s)| SpeakerSummary {
-                leg: leg as u8,
+                leg: self.parties[leg].0,
                 role: self.roles[leg],
+                speaker: self.parties[leg].1.clone(),
                 turns: s.turns,
                 talk_time: round3d(s.talk + 0.0),
                 mean_sentiment: (s.turns > 0).then(|| round3(s.score_sum / s.turns as f32)),
@@ -693,6 +734,7 @@ mod tests {
             } else {
                 Role::Customer
             },
+            speaker: None,
             start,
             end,
             text: "x".into(),

@@ -316,6 +316,9 @@ impl Component {
             Component::SileroVad,
             Component::E5Small,
         ];
+        if cfg.diarize.enabled {
+            v.push(Component::SpeakerModel);
+        }
         if cfg.models.whisper_model.is_none()
             && std::env::var_os("CALLPULSE_WHISPER_MODEL").is_none()
         {

@@ -3,6 +3,7 @@
 //! embedding, polarity, intensity, emotion, indicators and clause spans; a
 //! partial gets its text and a provisional polarity.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -13,6 +14,7 @@ use super::messages::{AsrOut, FinalJob, PartialJob, Ready};
 use super::stats::{elapsed_ms, high_water, round1, round3, round3f, samples_us, Shared, Work};
 use super::EngineError;
 use crate::asr::{AsrWord, Transcript};
+use crate::diarize::roles::{assign_roles, RoleConfig, RoleTurn};
 use crate::event::{Event, PartialEvent, Role, StageMs, Timings, TurnEvent, Word, SCHEMA_VERSION};
 use crate::intel::emotion::EmotionHead;
 use crate::intel::TurnAnalyser;
@@ -28,12 +30,49 @@ pub(crate) struct TextModels<E: TextEncoder> {
     pub emotion: Arc<EmotionHead>,
 }
 
+/// Who is the agent on a diarised leg: the speaker who opens with the
+/// company script (see [`crate::diarize::roles`]), read over the opening
+/// turns as they come.
+#[derive(Default)]
+struct RoleTracker {
+    opening: Vec<(usize, String, f64)>,
+    roles: BTreeMap<usize, Role>,
+}
+
+impl RoleTracker {
+    fn role(&mut self, cfg: &RoleConfig, speaker: usize, text: &str, start: f64) -> Role {
+        if self.opening.len() < cfg.first_turns && start < cfg.within_s {
+            self.opening.push((speaker, text.to_string(), start));
+            let turns: Vec<RoleTurn> = self
+                .opening
+                .iter()
+                .map(|(speaker, text, start)| RoleTurn {
+                    speaker: *speaker,
+                    text,
+                    start: *start,
+                })
+                .collect();
+            self.roles = assign_roles(&turns, cfg);
+            // Speakers met later are customers once an agent is known.
+        }
+        match self.roles.get(&speaker) {
+            Some(r) => *r,
+            None if self.roles.values().any(|r| *r == Role::Agent) => Role::Customer,
+            None => Role::Unknown,
+        }
+    }
+}
+
 /// Per-call analysis state: speaker baselines, the previous turn per leg.
 pub(crate) struct AnalysisStage<'a, E: TextEncoder> {
     call: String,
     roles: Vec<Role>,
+    /// Per leg: roles of its speakers (diarised legs).
+    speaker_roles: Vec<RoleTracker>,
+    role_cfg: RoleConfig,
     models: TextModels<E>,
-    baselines: Vec<Baseline>,
+    /// Per (leg, speaker on a diarised leg): the voice's running baseline.
+    baselines: BTreeMap<(u8, Option<u32>), Baseline>,
     analyser: TurnAnalyser,
     redact: bool,
     shared: &'a Shared,
@@ -55,6 +94,7 @@ impl<'a, E: TextEncoder> AnalysisStage<'a, E> {
     pub fn new(
         call: &str,
         roles: Vec<Role>,
+        role_cfg: RoleConfig,
         models: TextModels<E>,
         redact: bool,
         shared: &'a Shared,
@@ -63,9 +103,11 @@ impl<'a, E: TextEncoder> AnalysisStage<'a, E> {
         AnalysisStage {
             call: call.into(),
             analyser: TurnAnalyser::new((*models.emotion).clone(), legs),
+            speaker_roles: (0..legs).map(|_| RoleTracker::default()).collect(),
+            role_cfg,
             roles,
             models,
-            baselines: vec![Baseline::default(); legs],
+            baselines: BTreeMap::new(),
             redact,
             shared,
         }
@@ -92,9 +134,10 @@ impl<'a, E: TextEncoder> AnalysisStage<'a, E> {
             _ => None,
         };
         let mut pros = prosody::features(&turn.samples[s.min(e)..e], &turn.frame_speech, span);
-        if let Some(b) = self.baselines.get_mut(turn.leg as usize) {
-            b.score_and_update(&mut pros);
-        }
+        self.baselines
+            .entry((turn.leg, turn.speaker))
+            .or_default()
+            .score_and_update(&mut pros);
         let prosody_ms = elapsed_ms(t0);
         let mut text = transcript.text;
         let redacted = if self.redact {
@@ -110,7 +153,21 @@ impl<'a, E: TextEncoder> AnalysisStage<'a, E> {
             .into_iter()
             .next()
             .unwrap_or_default();
-        let role = self.role(turn.leg);
+        let leg_role = self.role(turn.leg);
+        let role = match (turn.speaker, self.speaker_roles.get_mut(turn.leg as usize)) {
+            (Some(sp), Some(tracker)) => {
+                match tracker.role(
+                    &self.role_cfg,
+                    sp as usize,
+                    &text,
+                    turn.start as f64 / 16_000.0,
+                ) {
+                    Role::Unknown => leg_role,
+                    r => r,
+                }
+            }
+            _ => leg_role,
+        };
         let polarity = self.models.head.polarity(&emb, role);
         let intensity = sentiment::intensity(&polarity, &pros.z);
         let sentiment_ms = elapsed_ms(t1);
@@ -122,6 +179,9 @@ impl<'a, E: TextEncoder> AnalysisStage<'a, E> {
             leg: turn.leg,
             seq: turn.seq,
             role,
+            speaker: turn
+                .speaker
+                .map(|s| crate::diarize::speaker_label(s as usize)),
             start: round3(turn.start as f64 / 16_000.0),
             end,
             text,

@@ -5,12 +5,14 @@ use std::time::Duration;
 
 use super::analysis::TextModels;
 use super::run::{run_call, Models};
+use super::speakers::{prescan, Embedder};
 use super::QUEUE_TURNS;
 use crate::asr::{AsrError, WhisperModel};
 use crate::audio::resample::ResampleError;
 use crate::audio::wav::WavError;
 use crate::capture::{CaptureError, Source, WavFile};
 use crate::config::Config;
+use crate::diarize::SpeakerModel;
 use crate::event::{Devices, Event, SummaryEvent};
 use crate::intel::emotion::EmotionHead;
 use crate::intel::rules::Rule;
@@ -62,6 +64,8 @@ pub struct Engine {
     encoder: E5Encoder,
     head: Arc<PolarityHead>,
     emotion: Arc<EmotionHead>,
+    /// The speaker model, when diarisation is on.
+    speaker: Option<Embedder>,
     rules: Vec<Rule>,
 }
 
@@ -100,6 +104,9 @@ pub struct RunOptions {
     pub final_queue: usize,
     /// Role of each leg, overriding `[roles]` (telephony legs know theirs).
     pub roles: Option<Vec<crate::event::Role>>,
+    /// Who spoke when on each leg, from a first pass over a file (diarised
+    /// legs only); without it, diarised legs are labelled live.
+    pub speaker_segments: Option<Arc<Vec<Option<Vec<crate::diarize::Segment>>>>>,
 }
 
 impl RunOptions {
@@ -116,6 +123,7 @@ impl RunOptions {
             ring_seconds: 2.0,
             final_queue: QUEUE_TURNS,
             roles: None,
+            speaker_segments: None,
         }
     }
 
@@ -134,6 +142,7 @@ impl RunOptions {
             ring_seconds: l.ring_ms as f64 / 1000.0,
             final_queue: l.final_queue,
             roles: None,
+            speaker_segments: None,
         }
     }
 }
@@ -156,6 +165,13 @@ impl Engine {
             .escalation
             .effective_rules()
             .map_err(EngineError::Intel)?;
+        let speaker: Option<Embedder> = if cfg.diarize.enabled {
+            let m = SpeakerModel::load(&paths.ort_lib, &paths.speaker, 1)
+                .map_err(|e| EngineError::Intel(format!("speaker model: {e}")))?;
+            Some(Arc::new(m))
+        } else {
+            None
+        };
         Ok(Engine {
             cfg: cfg.clone(),
             whisper,
@@ -163,6 +179,7 @@ impl Engine {
             encoder,
             head: Arc::new(head),
             emotion: Arc::new(emotion),
+            speaker,
             rules,
         })
     }
@@ -197,7 +214,13 @@ impl Engine {
         progress: &(dyn Fn(f64, f64) + Sync),
     ) -> Result<CallOutcome, EngineError> {
         let src = WavFile::open(path)?;
-        let opts = RunOptions::offline(call_id);
+        let mut opts = RunOptions::offline(call_id);
+        let channels = src.info().channels as usize;
+        if let (Some(embedder), true) = (&self.speaker, self.cfg.diarize.applies(channels)) {
+            let legs = vec![true; channels];
+            let segs = prescan(path, &legs, &self.vad, embedder, &self.cfg.diarize.options)?;
+            opts.speaker_segments = Some(Arc::new(segs));
+        }
         let prog = |done: f64, total: Option<f64>| progress(done, total.unwrap_or(0.0));
         self.run(Box::new(src), &opts, sink, &prog)
             .map_err(|e| match e {
@@ -230,6 +253,7 @@ impl Engine {
                 head: self.head.clone(),
                 emotion: self.emotion.clone(),
             },
+            speaker: self.speaker.clone(),
             rules: &self.rules,
             devices: self.devices(),
         };

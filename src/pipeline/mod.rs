@@ -51,6 +51,7 @@ mod resample;
 mod run;
 mod segment;
 mod sink;
+mod speakers;
 mod stats;
 #[cfg(test)]
 mod tests;

@@ -17,11 +17,13 @@ use super::messages::{AsrOut, Chunk16, FinalJob, PartialJob, Ready};
 use super::resample::{Ended, ResampleStage};
 use super::segment::{PartialPolicy, SegmentStage};
 use super::sink::{Closing, SinkStage};
+use super::speakers::{Embedder, LegSpeakers};
 use super::stats::{round3, Shared};
 use super::{CHUNK_FRAMES, QUEUE_CHUNKS, QUEUE_EVENTS, QUEUE_TURNS};
 use crate::asr::AsrModel;
 use crate::capture::{CaptureShared, Source};
 use crate::config::Config;
+use crate::diarize::OnlineDiarizer;
 use crate::event::{Devices, Event, PipelineStats, QueueStats, Role, SummaryEvent, SCHEMA_VERSION};
 use crate::intel::rules::Rule;
 use crate::intel::webhook::Webhook;
@@ -35,8 +37,33 @@ pub(crate) struct Models<'m, A, V, E: TextEncoder> {
     pub asr: &'m A,
     pub vad: &'m V,
     pub text: TextModels<E>,
+    /// The speaker model, when diarisation is on.
+    pub speaker: Option<Embedder>,
     pub rules: &'m [Rule],
     pub devices: Devices,
+}
+
+/// How leg `leg` of `legs` learns who spoke when: from the first pass when
+/// there was one, else live; None on legs that are not diarised.
+fn leg_speakers<A, V, E: TextEncoder>(
+    m: &Models<'_, A, V, E>,
+    opts: &RunOptions,
+    leg: usize,
+    legs: usize,
+) -> Result<Option<LegSpeakers>, EngineError> {
+    let (Some(embedder), true) = (&m.speaker, m.cfg.diarize.applies(legs)) else {
+        return Ok(None);
+    };
+    if let Some(known) = opts
+        .speaker_segments
+        .as_ref()
+        .and_then(|k| k.get(leg).cloned())
+    {
+        return Ok(known.map(|s| LegSpeakers::Known(Arc::new(s))));
+    }
+    let d = OnlineDiarizer::new(embedder.clone(), m.cfg.diarize.options.clone())
+        .map_err(|e| EngineError::Intel(format!("diarisation: {e}")))?;
+    Ok(Some(LegSpeakers::Online(Box::new(d))))
 }
 
 fn join_err(what: &str) -> EngineError {
@@ -142,7 +169,8 @@ where
         for (leg, rx) in q.legs_rx.into_iter().enumerate() {
             let seg = TurnSegmenter::new(leg as u8, m.vad.detector(), m.cfg.segment.clone());
             let (f, p) = (q.finals.0.clone(), q.partials.0.clone());
-            let stage = SegmentStage::new(leg as u8, seg, policy, f, p, shared);
+            let stage = SegmentStage::new(leg as u8, seg, policy, f, p, shared)
+                .with_speakers(leg_speakers(m, opts, leg, legs)?);
             segs.push(s.spawn(move || stage.run(rx)));
         }
         drop((q.finals.0, q.partials.0));
@@ -155,6 +183,7 @@ where
         let analysis = AnalysisStage::new(
             &opts.call_id,
             roles,
+            m.cfg.diarize.roles.clone(),
             m.text.clone(),
             m.cfg.privacy.redact,
             shared,

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 
 use super::messages::{Chunk16, FinalJob, PartialJob};
+use super::speakers::LegSpeakers;
 use super::stats::{elapsed_ms, high_water, samples_us, Shared, Work};
 use super::EngineError;
 use crate::segment::{OpenTurn, TurnAudio, TurnSegmenter, VoiceDetector};
@@ -89,6 +90,8 @@ pub(crate) struct SegmentStage<'a, V: VoiceDetector> {
     ms: f32,
     /// Audio the segmenter holds, microseconds (for the gauge).
     held: i64,
+    /// Who spoke when, on a diarised leg.
+    speakers: Option<LegSpeakers>,
 }
 
 impl<'a, V: VoiceDetector> SegmentStage<'a, V> {
@@ -113,7 +116,14 @@ impl<'a, V: VoiceDetector> SegmentStage<'a, V> {
             marks: VecDeque::new(),
             ms: 0.0,
             held: 0,
+            speakers: None,
         }
+    }
+
+    /// Split and label this leg's turns by speaker.
+    pub fn with_speakers(mut self, speakers: Option<LegSpeakers>) -> Self {
+        self.speakers = speakers;
+        self
     }
 
     /// When the audio at 16 kHz position `pos` entered the pipeline.
@@ -126,8 +136,29 @@ impl<'a, V: VoiceDetector> SegmentStage<'a, V> {
             .unwrap_or_else(Instant::now)
     }
 
+    /// Split and label finished turns by speaker (on a diarised leg).
+    fn label(&mut self, turns: &mut Vec<TurnAudio>) -> Result<(), EngineError> {
+        let Some(sp) = &mut self.speakers else {
+            return Ok(());
+        };
+        let t0 = Instant::now();
+        let mut out = Vec::with_capacity(turns.len());
+        for t in turns.drain(..) {
+            let (pieces, moved) = sp.label(t)?;
+            out.extend(pieces);
+            self.shared
+                .counters
+                .relabelled_frames
+                .fetch_add(moved, std::sync::atomic::Ordering::Relaxed);
+        }
+        *turns = out;
+        Work::add(&self.shared.counters.work.diarize, elapsed_ms(t0));
+        Ok(())
+    }
+
     /// Hand finished turns to the recogniser; false when it has gone away.
-    fn forward(&mut self, turns: &mut Vec<TurnAudio>) -> bool {
+    fn forward(&mut self, turns: &mut Vec<TurnAudio>) -> Result<bool, EngineError> {
+        self.label(turns)?;
         for t in turns.drain(..) {
             self.shared.gauge.add(samples_us(t.samples.len(), 16_000));
             let job = FinalJob {
@@ -138,12 +169,12 @@ impl<'a, V: VoiceDetector> SegmentStage<'a, V> {
             // Policy: finished turns are never dropped; a full queue blocks
             // here and backs up into the ring.
             if self.finals.send(job).is_err() {
-                return false;
+                return Ok(false);
             }
             high_water(&self.shared.counters.finals_peak, &self.finals);
             self.ms = 0.0;
         }
-        true
+        Ok(true)
     }
 
     /// Offer the open turn for a partial or speculative decode; false when
@@ -197,7 +228,7 @@ impl<'a, V: VoiceDetector> SegmentStage<'a, V> {
         while self.marks.len() > 1 && self.marks[1].0 < keep_from {
             self.marks.pop_front();
         }
-        if !self.forward(turns) {
+        if !self.forward(turns)? {
             return Ok(false);
         }
         Ok(self.offer_open_turn(pos, chunk.seen))
@@ -217,7 +248,7 @@ impl<'a, V: VoiceDetector> SegmentStage<'a, V> {
         self.ms += ms;
         Work::add(&self.shared.counters.work.vad, ms);
         self.shared.gauge.sub(self.held);
-        self.forward(&mut turns);
+        self.forward(&mut turns)?;
         Ok(())
     }
 }

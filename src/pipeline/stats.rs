@@ -47,6 +47,7 @@ pub(crate) fn elapsed_ms(t: Instant) -> f32 {
 pub(crate) struct Work {
     pub resample: AtomicU64,
     pub vad: AtomicU64,
+    pub diarize: AtomicU64,
     pub asr_final: AtomicU64,
     pub asr_partial: AtomicU64,
     pub asr_speculative: AtomicU64,
@@ -69,9 +70,10 @@ impl Work {
         let spec = ms(&self.asr_speculative);
         let unused = round1((spec - ms(&self.asr_speculative_used)).max(0.0));
         let asr = round1(ms(&self.asr_final) + ms(&self.asr_partial) + spec);
-        let (resample, vad, prosody, sentiment, partial) = (
+        let (resample, vad, diarize, prosody, sentiment, partial) = (
             ms(&self.resample),
             ms(&self.vad),
+            ms(&self.diarize),
             ms(&self.prosody),
             ms(&self.sentiment),
             ms(&self.sentiment_partial),
@@ -79,6 +81,7 @@ impl Work {
         WorkMs {
             resample,
             vad,
+            diarize,
             asr,
             asr_final: ms(&self.asr_final),
             asr_partial: ms(&self.asr_partial),
@@ -88,7 +91,7 @@ impl Work {
             prosody,
             sentiment,
             sentiment_partial: partial,
-            total: round1(resample + vad + asr + prosody + sentiment + partial),
+            total: round1(resample + vad + diarize + asr + prosody + sentiment + partial),
         }
     }
 }
@@ -105,6 +108,8 @@ pub(crate) struct Counters {
     pub speculative_hits: AtomicU32,
     pub asr_retries: AtomicU32,
     pub empty_turns: AtomicU32,
+    /// Earlier speech given to another speaker by live diarisation, 10 ms frames.
+    pub relabelled_frames: AtomicUsize,
     pub work: Work,
 }
 

@@ -181,6 +181,7 @@ fn run_with(
             head: Arc::new(PolarityHead::bundled().unwrap()),
             emotion: Arc::new(EmotionHead::bundled().unwrap()),
         },
+        speaker: None,
         rules: &rules,
         devices: Devices::default(),
     };

@@ -72,6 +72,8 @@ pub struct TurnAudio {
     pub frame_speech: Vec<bool>,
     /// True when the turn was cut at the maximum length and continues.
     pub forced_split: bool,
+    /// Speaker number on a diarised leg (0 = `S1`).
+    pub speaker: Option<u32>,
     /// Turn number on this leg, from 0 (shared with the partials of the open turn).
     pub seq: u32,
 }
@@ -269,6 +271,7 @@ impl<V: VoiceDetector> TurnSegmenter<V> {
                 samples: std::mem::take(&mut self.buf),
                 frame_speech: std::mem::take(&mut self.flags),
                 forced_split: forced,
+                speaker: None,
                 seq: self.seq,
             });
             self.last_turn_end = audio_end;
