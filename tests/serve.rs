@@ -224,6 +224,11 @@ fn token_is_checked() {
 }
 
 fn sip_call(sip: &str, call_id: &str) -> (u16, u16) {
+    try_sip_call(sip, call_id).unwrap_or_else(|code| panic!("INVITE {call_id}: {code}"))
+}
+
+/// Place a call: its two RTP ports, or the final status that refused it.
+fn try_sip_call(sip: &str, call_id: &str) -> Result<(u16, u16), u16> {
     let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
     let me = sock.local_addr().unwrap();
     let sdp = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 7000 RTP/AVP 0\r\na=label:agent\r\nm=audio 7002 RTP/AVP 0\r\na=label:customer\r\n";
@@ -237,6 +242,14 @@ fn sip_call(sip: &str, call_id: &str) -> (u16, u16) {
     loop {
         let (n, _) = sock.recv_from(&mut buf).unwrap();
         let m = String::from_utf8_lossy(&buf[..n]).to_string();
+        let code: u16 = m
+            .split(' ')
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
+        if code >= 300 {
+            return Err(code);
+        }
         if m.starts_with("SIP/2.0 200") {
             let ports: Vec<u16> = m
                 .lines()
@@ -247,7 +260,7 @@ fn sip_call(sip: &str, call_id: &str) -> (u16, u16) {
                 "ACK sip:support@{sip} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bK2\r\nFrom: <sip:t@127.0.0.1>;tag=a\r\nTo: <sip:support@{sip}>;tag=x\r\nCall-ID: {call_id}\r\nCSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n"
             );
             sock.send_to(ack.as_bytes(), sip).unwrap();
-            return (ports[0], ports[1]);
+            return Ok((ports[0], ports[1]));
         }
     }
 }
@@ -858,6 +871,8 @@ fn soak_five_hundred_calls_unique_ids_bounded_memory() {
             "40",
             "--finished-ttl-s",
             "20",
+            "--max-calls",
+            "4",
         ],
         "SIP on udp",
     );
@@ -903,9 +918,16 @@ fn soak_five_hundred_calls_unique_ids_bounded_memory() {
         })
         .collect();
     let mut sip_ids = Vec::new();
+    let mut busy = 0;
     for i in 0..252 {
         let call_id = format!("soak{}{}", [':', '/', '#'][i % 3], i / 3);
-        sip_call(sip, &call_id);
+        // Over --max-calls pipelines (a call counts until its summary is
+        // written): 486, try again.
+        while let Err(code) = try_sip_call(sip, &call_id) {
+            assert_eq!(code, 486, "{call_id}");
+            busy += 1;
+            std::thread::sleep(Duration::from_millis(20));
+        }
         sip_bye(sip, &call_id);
         sip_ids.push(match i % 3 {
             0 => format!("soak_{}", i / 3),
@@ -960,13 +982,13 @@ fn soak_five_hundred_calls_unique_ids_bounded_memory() {
     let (first, last) = (med(&rss[n / 10..n / 3]), med(&rss[2 * n / 3..]));
     let peak = rss.iter().copied().max().unwrap_or(0);
     eprintln!(
-        "soak: 502 calls (250 uploads, 252 SIP) in {:.0} s; serve RSS {} MB (first third) -> {} MB (last third), peak {} MB",
+        "soak: 502 calls (250 uploads, 252 SIP; {busy} INVITEs answered 486 while 4 pipelines ran) in {:.0} s; serve RSS {} MB (first third) -> {} MB (last third), peak {} MB",
         wall.as_secs_f64(),
         first / 1024,
         last / 1024,
         peak / 1024
     );
-    assert!(peak < 1200 * 1024, "peak RSS {} MB", peak / 1024);
+    assert!(peak < 1024 * 1024, "peak RSS {} MB", peak / 1024);
     assert!(
         last as f64 <= first as f64 * 1.2,
         "memory grew: {first} kB -> {last} kB"

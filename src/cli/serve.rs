@@ -20,7 +20,7 @@ use callpulse::telephony::spawner::Spawner;
 use callpulse::telephony::ua::{safe_call_id, UaConfig, UserAgent};
 
 use super::live::stop_on_signals;
-use super::telephony::{live_spawner, sip_handler};
+use super::telephony::{live_spawner, set_some, sip_handler};
 use super::ModelArgs;
 
 #[derive(Args, Debug)]
@@ -110,18 +110,11 @@ pub struct ServeArgs {
     models: ModelArgs,
 }
 
-/// `Some` flags over the config.
-macro_rules! set {
-    ($dst:expr, $($field:ident),+ from $src:expr) => {
-        $(if let Some(v) = $src.$field.clone() { $dst.$field = v; })+
-    };
-}
-
 impl ServeArgs {
     fn apply(&self, cfg: &mut Config) {
         self.models.apply(cfg);
         let s = &mut cfg.serve;
-        set!(s, listen, retention_days, max_upload_mb, upload_timeout_s, scoring_slots,
+        set_some!(s, listen, retention_days, max_upload_mb, upload_timeout_s, scoring_slots,
             max_connections, rate, header_timeout_s, body_idle_timeout_s, max_finished_calls,
             finished_ttl_s, events_per_call, stream_speed, stream_loop, subscriber_buffer,
             db from self);
@@ -140,7 +133,7 @@ impl ServeArgs {
         s.history &= !self.no_history;
         s.redact &= !self.no_redact;
         let p = &mut cfg.sip;
-        set!(p, caller_role, max_calls, rtp_timeout_s, jitter_ms from self);
+        set_some!(p, caller_role, max_calls, rtp_timeout_s, jitter_ms from self);
         if let Some((lo, hi)) = self.rtp_ports {
             p.rtp_ports = format!("{lo}-{hi}");
         }
@@ -190,10 +183,9 @@ fn start_sip(
     spawner: Arc<Spawner>,
     stop: Arc<std::sync::atomic::AtomicBool>,
 ) -> Result<std::thread::JoinHandle<()>> {
-    let ua = UserAgent::new(
-        UaConfig::from_config(&cfg.sip, addr).map_err(anyhow::Error::msg)?,
-        sip_handler(spawner),
-    );
+    let mut ua_cfg = UaConfig::from_config(&cfg.sip, addr).map_err(anyhow::Error::msg)?;
+    ua_cfg.pipelines = Some(spawner.gauge());
+    let ua = UserAgent::new(ua_cfg, sip_handler(spawner));
     let t = std::thread::Builder::new()
         .name("sip".into())
         .spawn(move || {

@@ -28,6 +28,15 @@ use callpulse::telephony::ua::{NewCall, UaConfig, UserAgent};
 use super::live::stop_on_signals;
 use super::ModelArgs;
 
+/// Flags that were given (`Some`) over the config's values:
+/// `set_some!(cfg.sip, jitter_ms, max_calls from args)`.
+macro_rules! set_some {
+    ($dst:expr, $($field:ident),+ from $src:expr) => {
+        $(if let Some(v) = $src.$field.clone() { $dst.$field = v; })+
+    };
+}
+pub(super) use set_some;
+
 /// Output flags shared by the telephony commands.
 #[derive(Args, Debug, Clone)]
 pub struct CallOut {
@@ -189,26 +198,9 @@ impl SipArgs {
     fn apply(&self, cfg: &mut Config) {
         self.out.apply(cfg);
         let s = &mut cfg.sip;
-        if let Some(v) = self.listen {
-            s.listen = v;
-        }
-        if let Some(v) = &self.rtp_ports {
-            s.rtp_ports = v.clone();
-        }
+        set_some!(s, listen, rtp_ports, jitter_ms, answer_delay_ms, rtp_timeout_s, max_calls from self);
         if self.media_ip.is_some() {
             s.media_ip = self.media_ip;
-        }
-        if let Some(v) = self.jitter_ms {
-            s.jitter_ms = v;
-        }
-        if let Some(v) = self.answer_delay_ms {
-            s.answer_delay_ms = v;
-        }
-        if let Some(v) = self.rtp_timeout_s {
-            s.rtp_timeout_s = v;
-        }
-        if let Some(v) = self.max_calls {
-            s.max_calls = v;
         }
         if self.seconds.is_some() {
             s.seconds = self.seconds;
@@ -222,7 +214,7 @@ impl SipArgs {
 pub fn sip(mut cfg: Config, a: SipArgs) -> Result<i32> {
     a.apply(&mut cfg);
     cfg.validate()?;
-    let ua_cfg = UaConfig::from_config(&cfg.sip, cfg.sip.listen).map_err(anyhow::Error::msg)?;
+    let mut ua_cfg = UaConfig::from_config(&cfg.sip, cfg.sip.listen).map_err(anyhow::Error::msg)?;
     let outputs = a
         .out
         .outputs(cfg.sip.format, &cfg.sip.out, &cfg.sip.out_dir);
@@ -239,6 +231,7 @@ pub fn sip(mut cfg: Config, a: SipArgs) -> Result<i32> {
             stop.store(true, Ordering::Relaxed);
         });
     }
+    ua_cfg.pipelines = Some(spawner.gauge());
     let ports = ua_cfg.rtp_ports;
     let ua = UserAgent::new(ua_cfg, sip_handler(spawner.clone()));
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -297,26 +290,12 @@ impl RtpArgs {
     fn apply(&self, cfg: &mut Config) {
         self.out.apply(cfg);
         let r = &mut cfg.rtp;
+        set_some!(r, mono_role, idle_s, max_calls, jitter_ms, call_id from self);
         if self.listen.is_some() {
             r.listen = self.listen.clone();
         }
         if !self.maps.is_empty() {
             r.map = self.maps.clone();
-        }
-        if let Some(v) = self.mono_role {
-            r.mono_role = v;
-        }
-        if let Some(v) = self.idle_s {
-            r.idle_s = v;
-        }
-        if let Some(v) = self.max_calls {
-            r.max_calls = v;
-        }
-        if let Some(v) = self.jitter_ms {
-            r.jitter_ms = v;
-        }
-        if let Some(v) = &self.call_id {
-            r.call_id = v.clone();
         }
         if let Some(ms) = self.partial_interval_ms {
             cfg.live.partial_interval_ms = ms;

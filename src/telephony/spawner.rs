@@ -3,7 +3,7 @@
 //! `rtp` and `serve`. Finished threads are joined as new calls start, so a
 //! long-running listener holds handles only for the calls still running.
 
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -71,6 +71,16 @@ pub struct Spawner {
     template: RunOptions,
     notify: Notify,
     running: Mutex<Vec<JoinHandle<()>>>,
+    gauge: Arc<AtomicUsize>,
+}
+
+/// Counts a call as running until its thread ends.
+struct Running(Arc<AtomicUsize>);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// Why a call could not be started.
@@ -99,7 +109,14 @@ impl Spawner {
             template,
             notify,
             running: Mutex::new(Vec::new()),
+            gauge: Arc::new(AtomicUsize::new(0)),
         }
+    }
+
+    /// The number of calls whose pipelines are running (from `spawn` until
+    /// the summary is written): what admission control should count.
+    pub fn gauge(&self) -> Arc<AtomicUsize> {
+        self.gauge.clone()
     }
 
     /// The options calls run with (their stop flag ends every call).
@@ -122,9 +139,12 @@ impl Spawner {
         let mut opts = self.template.clone();
         opts.roles = roles;
         let base = base.to_string();
+        self.gauge.fetch_add(1, Ordering::SeqCst);
+        let running = Running(self.gauge.clone());
         let h = std::thread::Builder::new()
             .name(thread_name(&base))
             .spawn(move || {
+                let _running = running;
                 let (id, mut sink) = match sinks.open(&base) {
                     Ok(x) => x,
                     Err(e) => {
@@ -337,8 +357,10 @@ pub(crate) mod tests {
             );
             std::thread::sleep(Duration::from_millis(5));
         }
+        assert_eq!(s.gauge().load(Ordering::SeqCst), 3, "three pipelines run");
         drop((tx, rx));
         s.join();
         assert_eq!(started(), ["same", "same-2", "same-3"]);
+        assert_eq!(s.gauge().load(Ordering::SeqCst), 0);
     }
 }

@@ -59,6 +59,10 @@ pub struct UaConfig {
     pub rtp_timeout: Duration,
     /// Most calls at once.
     pub max_calls: usize,
+    /// Calls whose pipelines still run (see `Spawner::gauge`): an ended
+    /// call counts until its summary is written, so calls that end faster
+    /// than they are scored cannot pile up pipelines.
+    pub pipelines: Option<Arc<std::sync::atomic::AtomicUsize>>,
 }
 
 impl UaConfig {
@@ -76,6 +80,7 @@ impl UaConfig {
             answer_delay: Duration::from_millis(s.answer_delay_ms),
             rtp_timeout: crate::config::seconds("sip.rtp_timeout_s", s.rtp_timeout_s)?,
             max_calls: s.max_calls,
+            pipelines: None,
         })
     }
 }
@@ -294,6 +299,9 @@ pub fn salvage(data: &[u8]) -> Option<Message> {
                 }
             }
         }
+    }
+    if headers.iter().filter(|(k, _)| k == "Via").count() > sip::MAX_VIAS {
+        return None; // a response copying them would not be valid either
     }
     let m = Message {
         start: StartLine::Request {
@@ -572,7 +580,12 @@ impl UserAgent {
             Ok(s) => s,
             Err(e) => return self.bad_request(sock, &msg, peer, &e.to_string()).await,
         };
-        if self.active() >= self.cfg.max_calls {
+        let scoring = self
+            .cfg
+            .pipelines
+            .as_ref()
+            .map_or(0, |g| g.load(Ordering::SeqCst));
+        if self.active().max(scoring) >= self.cfg.max_calls {
             return self
                 .reject(sock, &msg, peer, 486, "Busy Here", "call limit reached")
                 .await;
@@ -610,30 +623,7 @@ impl UserAgent {
                 )
                 .await;
         };
-        let mut answer_media = Vec::new();
-        let mut k = 0;
-        for (i, m) in offer.media.iter().enumerate() {
-            match accepted.iter().find(|(j, _)| *j == i) {
-                Some(&(_, pt)) => {
-                    let port = sockets[k].local_addr().map(|a| a.port()).unwrap_or(0);
-                    k += 1;
-                    answer_media.push(AnswerMedia {
-                        port,
-                        payload_type: pt,
-                        label: m.label.clone(),
-                        kind: m.kind.clone(),
-                        proto: m.proto.clone(),
-                    });
-                }
-                None => answer_media.push(AnswerMedia {
-                    port: 0,
-                    payload_type: 0,
-                    label: None,
-                    kind: m.kind.clone(),
-                    proto: m.proto.clone(),
-                }),
-            }
-        }
+        let answer_media = answer_media(&offer, &accepted, &sockets);
         let labels: Vec<Option<&str>> = accepted
             .iter()
             .map(|(i, _)| offer.media[*i].label.as_deref())
@@ -641,6 +631,40 @@ impl UserAgent {
         let roles = roles_for(&labels, self.cfg.caller_role);
         let answer_sdp = sdp::answer(self.seq, self.media_ip(), &answer_media);
         // Media tasks start now, so no packet is lost around the answer.
+        let (media, rx) = self.start_media(sockets);
+        let trying = msg.response(100, "Trying", None, &[], None);
+        self.send(sock, &trying, peer).await;
+        let now = Instant::now();
+        let state = CallState {
+            invite: msg,
+            invite_cseq: cseq,
+            to_tag: format!(
+                "cp{:x}{:x}",
+                self.seq,
+                self.start.elapsed().as_micros() & 0xFFFF
+            ),
+            peer,
+            answer_sdp,
+            roles,
+            response: None,
+            answer_due: now + self.cfg.answer_delay,
+            answered_at: None,
+            acked: false,
+            retrans_at: now,
+            retrans_every: T1,
+            media: Some(media),
+            rx: Some(rx),
+            ended_at: None,
+            safe_id: safe_call_id(&call_id),
+        };
+        self.calls.insert(call_id.clone(), state);
+        if self.cfg.answer_delay.is_zero() {
+            self.answer(sock, &call_id).await;
+        }
+    }
+
+    /// One task per RTP socket, feeding the call's packet queue.
+    fn start_media(&self, sockets: Vec<UdpSocket>) -> (Media, crossbeam_channel::Receiver<Packet>) {
         let (tx, rx) = crossbeam_channel::bounded::<Packet>(PACKET_QUEUE);
         let last = Arc::new(AtomicU64::new(0));
         let mut tasks = Vec::new();
@@ -679,39 +703,11 @@ impl UserAgent {
                 }
             }));
         }
-        drop(tx);
-        let trying = msg.response(100, "Trying", None, &[], None);
-        self.send(sock, &trying, peer).await;
-        let now = Instant::now();
-        let state = CallState {
-            invite: msg,
-            invite_cseq: cseq,
-            to_tag: format!(
-                "cp{:x}{:x}",
-                self.seq,
-                self.start.elapsed().as_micros() & 0xFFFF
-            ),
-            peer,
-            answer_sdp,
-            roles,
-            response: None,
-            answer_due: now + self.cfg.answer_delay,
-            answered_at: None,
-            acked: false,
-            retrans_at: now,
-            retrans_every: T1,
-            media: Some(Media {
-                tasks,
-                last_packet_ms: last,
-            }),
-            rx: Some(rx),
-            ended_at: None,
-            safe_id: safe_call_id(&call_id),
+        let media = Media {
+            tasks,
+            last_packet_ms: last,
         };
-        self.calls.insert(call_id.clone(), state);
-        if self.cfg.answer_delay.is_zero() {
-            self.answer(sock, &call_id).await;
-        }
+        (media, rx)
     }
 
     fn ok(c: &CallState, media_ip: IpAddr) -> Vec<u8> {
@@ -863,6 +859,35 @@ impl UserAgent {
     }
 }
 
+/// The answer's media lines: the accepted streams on our ports, the others
+/// refused (port 0).
+fn answer_media(offer: &Sdp, accepted: &[(usize, u8)], sockets: &[UdpSocket]) -> Vec<AnswerMedia> {
+    let mut ports = sockets
+        .iter()
+        .map(|s| s.local_addr().map(|a| a.port()).unwrap_or(0));
+    offer
+        .media
+        .iter()
+        .enumerate()
+        .map(|(i, m)| match accepted.iter().find(|(j, _)| *j == i) {
+            Some(&(_, pt)) => AnswerMedia {
+                port: ports.next().unwrap_or(0),
+                payload_type: pt,
+                label: m.label.clone(),
+                kind: m.kind.clone(),
+                proto: m.proto.clone(),
+            },
+            None => AnswerMedia {
+                port: 0,
+                payload_type: 0,
+                label: None,
+                kind: m.kind.clone(),
+                proto: m.proto.clone(),
+            },
+        })
+        .collect()
+}
+
 /// The first even port of `lo..=hi`, if any (RTP uses even ports).
 pub fn first_even(lo: u16, hi: u16) -> Option<u16> {
     let p = lo as u32 + lo as u32 % 2;
@@ -950,6 +975,7 @@ Content-Type: multipart/mixed;boundary=\"XX\"\r\n\r\n\
             answer_delay: Duration::ZERO,
             rtp_timeout: Duration::from_secs(1),
             max_calls: 1,
+            pipelines: None,
         };
         let mut ua = UserAgent::new(cfg((65535, 65535)), Box::new(|_| {}));
         assert!(ua.allocate(1).is_none(), "no even port in 65535-65535");
