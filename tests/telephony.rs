@@ -946,26 +946,15 @@ fn regression_hostile_capture_with_a_day_late_packet() {
     });
     assert_eq!(n, 550);
     let run = |cap: &Path, extra: &[&str], limit_mb: u64| {
-        let mut c = bin()
-            .arg("pcap")
-            .arg(cap)
-            .args(extra)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut out = c.stdout.take().unwrap();
-        let reader = std::thread::spawn(move || {
-            let mut v = Vec::new();
-            std::io::Read::read_to_end(&mut out, &mut v).unwrap();
-            v
-        });
-        let (status, peak) =
-            wait_within_memory(&mut c, limit_mb * 1024, Duration::from_secs(300), "pcap");
-        let mut err = String::new();
-        std::io::Read::read_to_string(&mut c.stderr.take().unwrap(), &mut err).unwrap();
-        assert!(status.success(), "{err}");
-        (events(&reader.join().unwrap()), peak)
+        let (out, peak) = output_within_memory(
+            bin().arg("pcap").arg(cap).args(extra),
+            limit_mb * 1024,
+            Duration::from_secs(300),
+            "pcap",
+        );
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{err}");
+        (events(&out.stdout), peak)
     };
     let (dec, dec_peak) = run(&hostile, &["--decode-only"], 300);
     let rtp = &dec[0]["rtp"][0];
@@ -1030,21 +1019,14 @@ fn pcap_two_hour_capture_decodes_in_bounded_memory() {
     assert_eq!(n, 2 * 200 * 1800);
     let made = t.elapsed();
     let report = d.path().join("r.json");
-    let mut c = bin()
-        .args(["pcap", s(&cap), "--decode-only", "--report", s(&report)])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut stdout = c.stdout.take().unwrap();
-    let reader = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        std::io::Read::read_to_end(&mut stdout, &mut v).unwrap();
-        v
-    });
-    let (status, peak) = wait_within_memory(&mut c, 150 * 1024, Duration::from_secs(600), "pcap");
-    assert!(status.success());
-    let ev = events(&reader.join().unwrap());
+    let (out, peak) = output_within_memory(
+        bin().args(["pcap", s(&cap), "--decode-only", "--report", s(&report)]),
+        150 * 1024,
+        Duration::from_secs(600),
+        "pcap",
+    );
+    assert!(out.status.success());
+    let ev = events(&out.stdout);
     assert_eq!(ev.len(), 1, "one call");
     let secs = ev[0]["duration_s"].as_f64().unwrap();
     assert!((7199.0..=7201.0).contains(&secs), "{secs} s");

@@ -231,6 +231,39 @@ pub fn wait_within_memory(
     }
 }
 
+/// Run `cmd` to its end under [`wait_within_memory`], collecting its
+/// output; returns the output and the peak RSS in kB.
+pub fn output_within_memory(
+    cmd: &mut Command,
+    limit_kb: u64,
+    timeout: std::time::Duration,
+    what: &str,
+) -> (Output, u64) {
+    use std::io::Read;
+    use std::process::Stdio;
+    let mut c = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let drain = |mut r: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut v = Vec::new();
+            let _ = r.read_to_end(&mut v);
+            v
+        })
+    };
+    let out = drain(Box::new(c.stdout.take().unwrap()));
+    let err = drain(Box::new(c.stderr.take().unwrap()));
+    let (status, peak) = wait_within_memory(&mut c, limit_kb, timeout, what);
+    let output = Output {
+        status,
+        stdout: out.join().unwrap(),
+        stderr: err.join().unwrap(),
+    };
+    (output, peak)
+}
+
 pub fn turns(events: &[serde_json::Value]) -> Vec<&serde_json::Value> {
     events.iter().filter(|e| e["type"] == "turn").collect()
 }
