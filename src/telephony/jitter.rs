@@ -55,8 +55,8 @@ pub const RATE: u32 = 8000;
 const MAX_SEQ_JUMP: i64 = 3000;
 /// Remembered sequence numbers for duplicate detection.
 const SEEN: usize = 1024;
-/// Most audio buffered ahead of the playout point (60 s).
-const MAX_AHEAD: i64 = 60 * RATE as i64;
+/// Most audio buffered ahead of the playout point, samples (60 s).
+pub const MAX_AHEAD: i64 = 60 * RATE as i64;
 
 pub use crate::event::RtpLegStats as LegStats;
 
