@@ -20,9 +20,12 @@ fuzz_target!(|data: &[u8]| {
     }
     if r.len() <= sip::MAX_MESSAGE {
         let back = sip::parse(&r).expect("our 400 parses");
+        // Every Via is copied; of the others, the first (a request with two
+        // To headers gets a 400 with one).
+        assert_eq!(back.headers_named("Via").count(), m.headers_named("Via").count());
         for name in ["Via", "From", "To", "Call-ID", "CSeq"] {
-            assert_eq!(back.headers_named(name).count(), m.headers_named(name).count());
             assert_eq!(back.header(name), m.header(name), "{name}");
+            assert!(back.headers_named(name).count() <= m.headers_named(name).count());
         }
     }
 });

@@ -963,6 +963,21 @@ Content-Type: multipart/mixed;boundary=\"XX\"\r\n\r\n\
         );
     }
 
+    /// Found by the salvage fuzz target: a request with two To (and
+    /// Call-ID) headers; the 400 copies the first of each, and parses.
+    #[test]
+    fn regression_fuzz_salvage_duplicate_to() {
+        let found = include_bytes!("../../fuzz/regressions/salvage-duplicate-to.bin");
+        assert!(sip::parse(found).is_err());
+        let m = salvage(found).expect("enough to answer");
+        assert_eq!(m.headers_named("To").count(), 2);
+        let r = m.response(400, "Bad Request", None, &[], None);
+        let back = sip::parse(&r).expect("our 400 parses");
+        assert_eq!(back.headers_named("To").count(), 1);
+        assert_eq!(back.header("To"), m.header("To"));
+        assert_eq!(back.header("Call-ID"), Some("1@cam: <sip:customeag=c1"));
+    }
+
     /// Defect 6: `lo + lo % 2` overflowed for `--rtp-ports 65535`.
     #[tokio::test]
     async fn regression_top_port_range_does_not_overflow() {
