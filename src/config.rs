@@ -51,6 +51,55 @@
 //! max_speakers = 4
 //! [diarize.roles]
 //! phrases = ["thank you for calling", "how can i help", "my name is * from"]
+//! [sip]                        # `callpulse sip`, and the SIP listener of `serve --sip`
+//! listen = "127.0.0.1:5060"
+//! rtp_ports = "40000-40999"    # two consecutive even ports per two-party call
+//! # media_ip = "192.0.2.10"    # written in SDP answers (default: the listen address)
+//! jitter_ms = 100              # packets may arrive this late and still be placed
+//! answer_delay_ms = 0          # ring this long before answering
+//! rtp_timeout_s = 30.0         # end a call when no RTP arrived for this long
+//! max_calls = 16               # more get 486 Busy Here
+//! caller_role = "customer"     # or "agent" (outbound campaigns)
+//! # seconds = 3600             # stop after this long
+//! format = "jsonl"             # or "table"
+//! # out = "events.jsonl"       # default: standard output
+//! # out_dir = "calls/"         # also DIR/<call-id>.jsonl per call
+//!
+//! [rtp]                        # `callpulse rtp`
+//! # listen = "127.0.0.1:40000-40002"
+//! map = []                     # e.g. ["40000=agent", "ssrc:0x1a2b=customer"]
+//! mono_role = "unknown"
+//! idle_s = 5.0                 # a call ends after this long without packets
+//! max_calls = 0                # exit after this many calls; 0 = keep listening
+//! jitter_ms = 100
+//! call_id = "rtp"              # calls are rtp-1, rtp-2, ...
+//! format = "jsonl"
+//! # out = "events.jsonl"
+//! # out_dir = "calls/"
+//!
+//! [serve]                      # `callpulse serve` (its SIP listener takes [sip])
+//! listen = "127.0.0.1:8080"
+//! # token = "..."              # better: env CALLPULSE_TOKEN
+//! # sip = "127.0.0.1:5060"     # also answer SIP calls here
+//! db = "callpulse-history.sqlite"
+//! history = true               # false: memory only
+//! retention_days = 30
+//! max_upload_mb = 100
+//! upload_timeout_s = 300.0     # a whole upload must arrive within this time
+//! body_idle_timeout_s = 30.0   # an upload may stall this long between chunks
+//! header_timeout_s = 10.0
+//! max_connections = 256
+//! rate = 50.0                  # requests per second per client address
+//! scoring_slots = 2            # uploads scored at once
+//! subscriber_buffer = 1024     # events a subscriber may fall behind
+//! events_per_call = 20000      # events kept in memory per call
+//! max_finished_calls = 256     # finished calls kept in memory (the rest: history)
+//! finished_ttl_s = 600.0       # ... and for at most this long
+//! redact = true
+//! stream = []                  # WAV files replayed as live calls
+//! stream_speed = 1.0
+//! stream_loop = 1
+//! # mic = "default"
 //!
 //! [escalation]                 # see intel::rules for metrics and the built-in rules
 //! default_rules = true
@@ -68,6 +117,7 @@
 //! window = 3
 //! ```
 
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -75,6 +125,9 @@ use serde::{Deserialize, Serialize};
 use crate::asr::AsrConfig;
 use crate::event::Role;
 use crate::segment::SegmentConfig;
+use crate::sink::Format;
+use crate::telephony::listener::parse_ports;
+use crate::telephony::ua::first_even;
 
 /// Configuration errors.
 #[derive(Debug, thiserror::Error)]
@@ -210,6 +263,275 @@ impl LiveConfig {
     }
 }
 
+/// A positive number of seconds as a duration; the message names the key.
+pub fn seconds(name: &str, v: f64) -> Result<std::time::Duration, String> {
+    match std::time::Duration::try_from_secs_f64(v) {
+        Ok(d) if v > 0.0 => Ok(d),
+        _ => Err(format!("{name} must be a positive number of seconds")),
+    }
+}
+
+fn positive(name: &str, v: f64) -> Result<(), String> {
+    if v.is_finite() && v > 0.0 && v < 1e12 {
+        Ok(())
+    } else {
+        Err(format!("{name} must be a positive number"))
+    }
+}
+
+fn live_format(name: &str, f: Format) -> Result<(), String> {
+    match f {
+        Format::Jsonl | Format::Table => Ok(()),
+        _ => Err(format!("{name}: live output is jsonl or table")),
+    }
+}
+
+/// `[sip]`: the SIP user agent (`callpulse sip`, and `serve --sip`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SipConfig {
+    /// SIP address (UDP). `0.0.0.0:5060` takes calls from other hosts.
+    pub listen: SocketAddr,
+    /// RTP ports to allocate from, `LOW-HIGH`.
+    pub rtp_ports: String,
+    /// Address written in SDP answers and bound for RTP (default: the
+    /// listen address, or 127.0.0.1 when that is unspecified).
+    pub media_ip: Option<IpAddr>,
+    /// Jitter buffer: packets may arrive this late and still be placed, ms.
+    pub jitter_ms: u32,
+    /// Ring this long before answering, ms.
+    pub answer_delay_ms: u64,
+    /// End a call when no RTP arrived for this long, seconds.
+    pub rtp_timeout_s: f64,
+    /// Most concurrent calls.
+    pub max_calls: usize,
+    /// Role of the calling party.
+    pub caller_role: Role,
+    /// Stop after this many seconds.
+    pub seconds: Option<f64>,
+    /// Output format (jsonl or table).
+    pub format: Format,
+    /// Write events here instead of standard output.
+    pub out: Option<PathBuf>,
+    /// Also write each call's events to `DIR/<call-id>.jsonl`.
+    pub out_dir: Option<PathBuf>,
+}
+
+impl Default for SipConfig {
+    fn default() -> Self {
+        SipConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 5060)),
+            rtp_ports: "40000-40999".into(),
+            media_ip: None,
+            jitter_ms: 100,
+            answer_delay_ms: 0,
+            rtp_timeout_s: 30.0,
+            max_calls: 16,
+            caller_role: Role::Customer,
+            seconds: None,
+            format: Format::Jsonl,
+            out: None,
+            out_dir: None,
+        }
+    }
+}
+
+impl SipConfig {
+    /// The RTP port range, checked to hold an even port.
+    pub fn ports(&self) -> Result<(u16, u16), String> {
+        let (lo, hi) = parse_ports(&self.rtp_ports).map_err(|e| format!("sip.rtp_ports: {e}"))?;
+        if first_even(lo, hi).is_none() {
+            return Err(format!(
+                "sip.rtp_ports: no even port in {lo}-{hi} (RTP uses even ports)"
+            ));
+        }
+        Ok((lo, hi))
+    }
+
+    /// Check ranges; the message names the key.
+    pub fn validate(&self) -> Result<(), String> {
+        self.ports()?;
+        seconds("sip.rtp_timeout_s", self.rtp_timeout_s)?;
+        if let Some(s) = self.seconds {
+            seconds("sip.seconds", s)?;
+        }
+        if !(1..=100_000).contains(&self.max_calls) {
+            return Err("sip.max_calls must be between 1 and 100000".into());
+        }
+        if !(1..=5000).contains(&self.jitter_ms) {
+            return Err("sip.jitter_ms must be between 1 and 5000".into());
+        }
+        live_format("sip.format", self.format)
+    }
+}
+
+/// `[rtp]`: bare RTP streams (`callpulse rtp`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RtpConfig {
+    /// Where to receive: `IP:PORT` or `IP:LOW-HIGH` (even ports).
+    pub listen: Option<String>,
+    /// Port or SSRC to role: `40000=agent`, `ssrc:0x1a2b=customer`.
+    pub map: Vec<String>,
+    /// Role of a single unmapped port.
+    pub mono_role: Role,
+    /// A call ends after this long without packets, seconds.
+    pub idle_s: f64,
+    /// Exit after this many calls (0 = keep listening).
+    pub max_calls: u32,
+    /// Jitter buffer, ms.
+    pub jitter_ms: u32,
+    /// Call id prefix (calls are PREFIX-1, PREFIX-2, ...).
+    pub call_id: String,
+    /// Output format (jsonl or table).
+    pub format: Format,
+    /// Write events here instead of standard output.
+    pub out: Option<PathBuf>,
+    /// Also write each call's events to `DIR/<call-id>.jsonl`.
+    pub out_dir: Option<PathBuf>,
+}
+
+impl Default for RtpConfig {
+    fn default() -> Self {
+        RtpConfig {
+            listen: None,
+            map: Vec::new(),
+            mono_role: Role::Unknown,
+            idle_s: 5.0,
+            max_calls: 0,
+            jitter_ms: 100,
+            call_id: "rtp".into(),
+            format: Format::Jsonl,
+            out: None,
+            out_dir: None,
+        }
+    }
+}
+
+impl RtpConfig {
+    /// Check ranges; the message names the key.
+    pub fn validate(&self) -> Result<(), String> {
+        seconds("rtp.idle_s", self.idle_s)?;
+        if !(1..=5000).contains(&self.jitter_ms) {
+            return Err("rtp.jitter_ms must be between 1 and 5000".into());
+        }
+        if self.call_id.is_empty() {
+            return Err("rtp.call_id must not be empty".into());
+        }
+        live_format("rtp.format", self.format)
+    }
+}
+
+/// `[serve]`: the monitoring server (`callpulse serve`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServeSection {
+    /// HTTP address; any but loopback needs a token.
+    pub listen: SocketAddr,
+    /// Bearer token (better from the environment: `CALLPULSE_TOKEN`).
+    pub token: Option<String>,
+    /// Also answer SIP calls here (settings from `[sip]`).
+    pub sip: Option<SocketAddr>,
+    /// Call history database.
+    pub db: PathBuf,
+    /// Keep a history (false: memory only).
+    pub history: bool,
+    /// Delete finished calls older than this from the history, days.
+    pub retention_days: u32,
+    /// Largest upload, MB.
+    pub max_upload_mb: u64,
+    /// A whole upload must arrive within this time, seconds.
+    pub upload_timeout_s: f64,
+    /// An upload may stall this long between chunks, seconds.
+    pub body_idle_timeout_s: f64,
+    /// Request headers must arrive within this time, seconds.
+    pub header_timeout_s: f64,
+    /// Most open HTTP connections.
+    pub max_connections: usize,
+    /// Requests per second per client address (bursts of twice that).
+    pub rate: f64,
+    /// Uploads scored at once.
+    pub scoring_slots: usize,
+    /// A subscriber this many events behind is cut off.
+    pub subscriber_buffer: usize,
+    /// Events kept in memory per call.
+    pub events_per_call: usize,
+    /// Finished calls kept in memory (older ones are served from the history).
+    pub max_finished_calls: usize,
+    /// A finished call leaves memory after this long, seconds.
+    pub finished_ttl_s: f64,
+    /// Redact identifiers (on by default in the server).
+    pub redact: bool,
+    /// WAV files replayed as live calls.
+    pub stream: Vec<PathBuf>,
+    /// Replay speed.
+    pub stream_speed: f64,
+    /// Play each stream file this many times (one call).
+    pub stream_loop: u32,
+    /// Also score live audio from this input device.
+    pub mic: Option<String>,
+}
+
+impl Default for ServeSection {
+    fn default() -> Self {
+        ServeSection {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            token: None,
+            sip: None,
+            db: PathBuf::from("callpulse-history.sqlite"),
+            history: true,
+            retention_days: 30,
+            max_upload_mb: 100,
+            upload_timeout_s: 300.0,
+            body_idle_timeout_s: 30.0,
+            header_timeout_s: 10.0,
+            max_connections: 256,
+            rate: 50.0,
+            scoring_slots: 2,
+            subscriber_buffer: 1024,
+            events_per_call: 20_000,
+            max_finished_calls: 256,
+            finished_ttl_s: 600.0,
+            redact: true,
+            stream: Vec::new(),
+            stream_speed: 1.0,
+            stream_loop: 1,
+            mic: None,
+        }
+    }
+}
+
+impl ServeSection {
+    /// Check ranges; the message names the key.
+    pub fn validate(&self) -> Result<(), String> {
+        for (name, v) in [
+            ("serve.upload_timeout_s", self.upload_timeout_s),
+            ("serve.body_idle_timeout_s", self.body_idle_timeout_s),
+            ("serve.header_timeout_s", self.header_timeout_s),
+            ("serve.finished_ttl_s", self.finished_ttl_s),
+        ] {
+            seconds(name, v)?;
+        }
+        positive("serve.rate", self.rate)?;
+        if !(self.stream_speed.is_finite() && (0.1..=100.0).contains(&self.stream_speed)) {
+            return Err("serve.stream_speed must be between 0.1 and 100".into());
+        }
+        for (name, v, max) in [
+            ("serve.max_upload_mb", self.max_upload_mb as usize, 1 << 20),
+            ("serve.max_connections", self.max_connections, 1 << 20),
+            ("serve.scoring_slots", self.scoring_slots, 64),
+            ("serve.subscriber_buffer", self.subscriber_buffer, 1 << 20),
+            ("serve.events_per_call", self.events_per_call, 1 << 24),
+            ("serve.max_finished_calls", self.max_finished_calls, 1 << 24),
+        ] {
+            if !(1..=max).contains(&v) {
+                return Err(format!("{name} must be between 1 and {max}"));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// The whole configuration.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
@@ -232,6 +554,12 @@ pub struct Config {
     pub privacy: crate::intel::PrivacyConfig,
     /// Speaker diarisation of legs that carry several people.
     pub diarize: crate::diarize::DiarizeConfig,
+    /// The SIP user agent.
+    pub sip: SipConfig,
+    /// The RTP listener.
+    pub rtp: RtpConfig,
+    /// The monitoring server.
+    pub serve: ServeSection,
 }
 
 impl Config {
@@ -260,6 +588,9 @@ impl Config {
             .options
             .validate()
             .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        self.sip.validate().map_err(ConfigError::Invalid)?;
+        self.rtp.validate().map_err(ConfigError::Invalid)?;
+        self.serve.validate().map_err(ConfigError::Invalid)?;
         Ok(())
     }
 
@@ -300,5 +631,35 @@ mod tests {
         let c = Config::load(&p).unwrap();
         assert_eq!(c.roles.role(0, 2), Role::Customer);
         assert_eq!(c.models.asr, AsrModel::Base);
+    }
+
+    #[test]
+    fn telephony_and_server_sections() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        let bad = [
+            ("[sip]\nrtp_ports = \"65535\"\n", "no even port"),
+            ("[sip]\nrtp_ports = \"9-3\"\n", "sip.rtp_ports"),
+            ("[sip]\nformat = \"csv\"\n", "sip.format"),
+            ("[rtp]\nidle_s = 0\n", "rtp.idle_s"),
+            ("[serve]\nscoring_slots = 0\n", "serve.scoring_slots"),
+            ("[serve]\nupload_timeout_s = -1\n", "serve.upload_timeout_s"),
+            ("[serve]\nlisten_on = \"x\"\n", "listen_on"),
+        ];
+        for (text, want) in bad {
+            std::fs::write(&p, text).unwrap();
+            let e = Config::load(&p).unwrap_err().to_string();
+            assert!(e.contains(want), "{text}: {e}");
+        }
+        std::fs::write(
+            &p,
+            "[sip]\nrtp_ports = \"65534-65535\"\nmax_calls = 4\n[rtp]\nmap = [\"40000=agent\"]\n[serve]\nsip = \"127.0.0.1:5070\"\nmax_finished_calls = 10\n",
+        )
+        .unwrap();
+        let c = Config::load(&p).unwrap();
+        assert_eq!(c.sip.ports().unwrap(), (65534, 65535));
+        assert_eq!((c.sip.max_calls, c.serve.max_finished_calls), (4, 10));
+        assert_eq!(c.rtp.map, vec!["40000=agent".to_string()]);
+        assert_eq!(c.serve.rate, 50.0, "defaults for what is not given");
     }
 }

@@ -671,6 +671,10 @@ pub struct RtpLegStats {
     pub other_payload: u64,
     /// Datagrams that were not valid RTP.
     pub malformed: u64,
+    /// Silent gaps in the call's timeline longer than the jitter buffer's
+    /// maximum (30 s by default), shortened to it: the same on every leg.
+    #[serde(default)]
+    pub gaps_capped: u32,
 }
 
 /// Most items each queue held at once.

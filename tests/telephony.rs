@@ -579,32 +579,56 @@ fn sip_agent_answers_requests_and_refuses_bad_ones() {
     let mut codes = status_of(&r);
     codes.sort();
     assert_eq!(codes, vec![200, 487]);
-    // A whole call without media: answered after the ring, BYE ends it
-    // and the pipeline writes a summary for it.
-    let r = sip_request(&sock, to, &req("INVITE", "call-1", "1 INVITE", sdp_h, sdp));
-    let mut codes = status_of(&r);
-    if !codes.contains(&200) {
-        std::thread::sleep(Duration::from_millis(1500));
-        let mut buf = [0u8; 65536];
-        if let Ok((n, _)) = sock.recv_from(&mut buf) {
-            codes.extend(status_of(&[String::from_utf8_lossy(&buf[..n]).to_string()]));
-        }
+    // Defect 7: a bare CR inside a header that a 400 copies is never
+    // echoed (it would add a header of the sender's choosing).
+    let injected = req("INVITE", "i1", "1 INVITE", "", "")
+        .replace("5099;branch", "5099\rX-Injected: 1;branch")
+        .replace("Content-Length: 0", "Content-Length: 99");
+    for r in sip_request(&sock, to, &injected) {
+        assert!(!r.contains("X-Injected"), "{r}");
     }
-    assert!(codes.contains(&200), "{codes:?}");
-    sip_request(&sock, to, &req("ACK", "call-1", "1 ACK", "", ""));
-    let r = sip_request(&sock, to, &req("BYE", "call-1", "2 BYE", "", ""));
-    assert_eq!(status_of(&r), vec![200]);
-    let path = d.path().join("call-1.jsonl");
-    let t = Instant::now();
-    while !std::fs::read_to_string(&path)
-        .unwrap_or_default()
-        .contains("\"summary\"")
-    {
-        assert!(
-            t.elapsed() < Duration::from_secs(30),
-            "no summary for the call"
-        );
-        std::thread::sleep(Duration::from_millis(100));
+    // Whole calls without media: answered after the ring, BYE ends them
+    // and the pipeline writes a summary for each.
+    let whole_call = |id: &str| {
+        let r = sip_request(&sock, to, &req("INVITE", id, "1 INVITE", sdp_h, sdp));
+        let mut codes = status_of(&r);
+        if !codes.contains(&200) {
+            std::thread::sleep(Duration::from_millis(1500));
+            let mut buf = [0u8; 65536];
+            if let Ok((n, _)) = sock.recv_from(&mut buf) {
+                codes.extend(status_of(&[String::from_utf8_lossy(&buf[..n]).to_string()]));
+            }
+        }
+        assert!(codes.contains(&200), "{id}: {codes:?}");
+        sip_request(&sock, to, &req("ACK", id, "1 ACK", "", ""));
+        let r = sip_request(&sock, to, &req("BYE", id, "2 BYE", "", ""));
+        assert_eq!(status_of(&r), vec![200]);
+    };
+    // Defect 5: two Call-IDs that are the same once file-name safe wrote
+    // the same --out-dir file; the second now gets a suffix.
+    for id in ["call-1", "dup/x", "dup:x"] {
+        whole_call(id);
+    }
+    for (file, id) in [
+        ("call-1.jsonl", "call-1"),
+        ("dup_x.jsonl", "dup_x"),
+        ("dup_x-2.jsonl", "dup_x-2"),
+    ] {
+        let path = d.path().join(file);
+        let t = Instant::now();
+        while !std::fs::read_to_string(&path)
+            .unwrap_or_default()
+            .contains("\"summary\"")
+        {
+            assert!(
+                t.elapsed() < Duration::from_secs(30),
+                "no summary in {file}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let ev = read_events(&path);
+        assert_eq!(ev.len(), 1, "{file}: one call's events");
+        assert_eq!(summary(&ev)["call_id"], id);
     }
     // Graceful stop; the counters say what happened.
     signal(&ua.0, "-INT");
@@ -848,4 +872,190 @@ fn sipp_places_three_concurrent_calls() {
         let (_, _, w) = check_roles(&call, &format!("{name}.script.json"), 0.4);
         assert!(w <= 0.2, "{name} from the capture: call WER {w:.3}");
     }
+}
+
+/// Writes a capture of `legs` (8 kHz) as G.711 flows between two endpoints
+/// (leg 0 one way, leg 1 back), played `loops` times back to back with
+/// sequence numbers and timestamps running on, by the project's own
+/// packetiser and pcap writer. `tamper` may change a packet's capture
+/// time (µs): (loop, leg, packet index, time) -> time.
+fn write_capture(
+    path: &Path,
+    legs: &[Vec<f32>],
+    loops: u32,
+    tamper: &dyn Fn(u32, usize, usize, u64) -> u64,
+) -> u64 {
+    use callpulse::telephony::{pcap::Writer, sender};
+    let ends = [
+        "127.0.0.1:7000".parse().unwrap(),
+        "127.0.0.1:6000".parse().unwrap(),
+    ];
+    let mut w = Writer::new(std::io::BufWriter::new(
+        std::fs::File::create(path).unwrap(),
+    ))
+    .unwrap();
+    let start = 1_700_000_000_000_000u64;
+    let frames = legs[0].len();
+    let packets = frames.div_ceil(160) as u64;
+    let mut sent = 0;
+    for k in 0..loops {
+        let timed: Vec<_> = legs
+            .iter()
+            .enumerate()
+            .map(|(i, l)| {
+                let seq0 = (1000 * i as u64 + k as u64 * packets) as u16;
+                let ts0 = (k as u64 * packets * 160) as u32;
+                sender::packetise(l, 0, 0x1000 + i as u32, seq0, ts0)
+            })
+            .collect();
+        for (t, leg, b) in sender::merge(timed) {
+            let idx = (t / sender::PACKET_US) as usize;
+            let at = tamper(k, leg, idx, start + k as u64 * frames as u64 * 125 + t);
+            let (src, dst) = if leg == 0 {
+                (ends[0], ends[1])
+            } else {
+                (ends[1], ends[0])
+            };
+            w.udp(at, src, dst, &b).unwrap();
+            sent += 1;
+        }
+    }
+    w.finish().unwrap();
+    sent
+}
+
+/// Defect 1: one packet stamped a day late made `pcap` zero-fill a day of
+/// audio per leg (5.5 GB for a two-leg call), and one stamped at the end of
+/// the pcap clock aborted it. Now the gap is capped (30 s), counted, and
+/// the call goes on after it; decoding stays small, scoring costs what a
+/// clean capture costs.
+#[test]
+fn regression_hostile_capture_with_a_day_late_packet() {
+    models();
+    let _g = serial();
+    let d = tmp();
+    let legs = callpulse::telephony::sender::read_legs_8k(&fixture("jfk.wav")).unwrap();
+    let clean = d.path().join("clean.pcap");
+    let hostile = d.path().join("hostile.pcap");
+    write_capture(&clean, &legs, 1, &|_, _, _, t| t);
+    // Packet 275 (5.5 s in) a day late; the last at the end of the pcap clock.
+    let n = write_capture(&hostile, &legs, 1, &|_, _, i, t| match i {
+        275 => t + 86_400_000_000,
+        549 => u32::MAX as u64 * 1_000_000,
+        _ => t,
+    });
+    assert_eq!(n, 550);
+    let run = |cap: &Path, extra: &[&str], limit_mb: u64| {
+        let (out, peak) = output_within_memory(
+            bin().arg("pcap").arg(cap).args(extra),
+            limit_mb * 1024,
+            Duration::from_secs(300),
+            "pcap",
+        );
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{err}");
+        (events(&out.stdout), peak)
+    };
+    let (dec, dec_peak) = run(&hostile, &["--decode-only"], 300);
+    let rtp = &dec[0]["rtp"][0];
+    assert_eq!(
+        (rtp["packets"].as_u64(), rtp["late"].as_u64()),
+        (Some(550), Some(0))
+    );
+    assert_eq!(rtp["gaps_capped"], 2);
+    let secs = dec[0]["duration_s"].as_f64().unwrap();
+    assert!((11.0..=72.0).contains(&secs), "{secs} s decoded");
+    let (ev_clean, clean_peak) = run(&clean, &[], 2048);
+    let (ev, peak) = run(&hostile, &[], 2048);
+    eprintln!(
+        "hostile capture: decode-only peak RSS {} MB; scoring peak RSS {} MB (clean capture {} MB)",
+        dec_peak / 1024,
+        peak / 1024,
+        clean_peak / 1024
+    );
+    assert!(
+        peak <= clean_peak + 64 * 1024,
+        "scoring the hostile capture took {} MB, the clean one {} MB",
+        peak / 1024,
+        clean_peak / 1024
+    );
+    let sm = summary(&ev);
+    assert_eq!(sm["stats"]["rtp"][0]["gaps_capped"], 2);
+    // The words on both sides of the leap are there.
+    let text = |ev: &[serde_json::Value]| {
+        normalise(
+            &turns(ev)
+                .iter()
+                .map(|t| t["text"].as_str().unwrap())
+                .collect::<Vec<_>>()
+                .join(" "),
+        )
+        .join(" ")
+    };
+    let (got, want) = (text(&ev), text(&ev_clean));
+    for words in ["my fellow", "ask not", "your country"] {
+        assert!(
+            want.contains(words) && got.contains(words),
+            "{words}: {got}"
+        );
+    }
+}
+
+/// A two-hour two-leg capture (call_friendly looped, 720,000 packets) is
+/// decoded through the same source the scorer reads (`--decode-only`
+/// drains the call's ring instead of scoring it) in bounded memory: it
+/// used to hold every call's decoded audio (460 MB for this one).
+#[test]
+fn pcap_two_hour_capture_decodes_in_bounded_memory() {
+    let d = tmp();
+    let mut legs =
+        callpulse::telephony::sender::read_legs_8k(&fixture("call_friendly.wav")).unwrap();
+    for l in legs.iter_mut() {
+        l.truncate(36 * 8000);
+    }
+    let cap = d.path().join("two-hours.pcap");
+    let t = Instant::now();
+    let n = write_capture(&cap, &legs, 200, &|_, _, _, t| t);
+    assert_eq!(n, 2 * 200 * 1800);
+    let made = t.elapsed();
+    let report = d.path().join("r.json");
+    let (out, peak) = output_within_memory(
+        bin().args(["pcap", s(&cap), "--decode-only", "--report", s(&report)]),
+        150 * 1024,
+        Duration::from_secs(600),
+        "pcap",
+    );
+    assert!(out.status.success());
+    let ev = events(&out.stdout);
+    assert_eq!(ev.len(), 1, "one call");
+    let secs = ev[0]["duration_s"].as_f64().unwrap();
+    assert!((7199.0..=7201.0).contains(&secs), "{secs} s");
+    for leg in ev[0]["rtp"].as_array().unwrap() {
+        assert_eq!(leg["packets"], 360_000);
+        assert_eq!(
+            (leg["lost"].as_u64(), leg["late"].as_u64()),
+            (Some(0), Some(0))
+        );
+        assert_eq!(leg["gaps_capped"], 0);
+    }
+    let rep: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    assert_eq!(rep["rtp_used"], 720_000);
+    eprintln!(
+        "two-hour capture ({} MB, written in {:.1} s): decoded in {:.1} s, peak RSS {} MB",
+        std::fs::metadata(&cap).unwrap().len() >> 20,
+        made.as_secs_f64(),
+        (t.elapsed() - made).as_secs_f64(),
+        peak / 1024
+    );
+}
+
+/// Defect 6: `--rtp-ports 65535` overflowed `lo + lo % 2` (a panic in
+/// debug builds, port 0 in release). It is refused with a reason.
+#[test]
+fn regression_rtp_ports_65535_is_refused() {
+    let out = run(&["sip", "--listen", "127.0.0.1:0", "--rtp-ports", "65535"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("no even port in 65535-65535"), "{err}");
 }

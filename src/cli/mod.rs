@@ -166,7 +166,7 @@ pub enum Command {
     /// Find the calls in a packet capture (pcap/pcapng: SIP + RTP) and score each one.
     Pcap(telephony::PcapArgs),
     /// Live monitoring server: WebSocket/SSE events, HTTP scoring API, call history, dashboard, metrics.
-    Serve(serve::ServeArgs),
+    Serve(Box<serve::ServeArgs>),
     /// Send a WAV file as G.711 RTP streams (or write them to a pcap), with optional loss, reordering and duplicates.
     RtpSend(telephony::RtpSendArgs),
     /// Fetch, list and locate models.
@@ -201,7 +201,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Rtp(a) => telephony::rtp(cfg, a),
         Command::Pcap(a) => telephony::pcap(cfg, a),
         Command::RtpSend(a) => telephony::rtp_send(a),
-        Command::Serve(a) => serve::run(cfg, a),
+        Command::Serve(a) => serve::run(cfg, *a),
         Command::Models(a) => models::run(cfg, a),
         Command::Train(a) => train::run_train(cfg, a),
         Command::Eval(a) => train::run_eval(cfg, a),

@@ -1,47 +1,57 @@
-//! `sip`, `rtp`, `pcap` and `rtp-send`: telephony in and out.
+//! `sip`, `rtp`, `pcap` and `rtp-send`: parse the flags into the config,
+//! then hand over to the library (`callpulse::telephony`).
 
-use std::collections::HashMap;
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::net::{IpAddr, SocketAddr, SocketAddrV4};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
 
-use callpulse::capture::{Memory, Source};
-use callpulse::config::Config;
-use callpulse::event::{Event, Role};
+use callpulse::config::{seconds, Config};
+use callpulse::event::Role;
 use callpulse::models::{self, Component};
-use callpulse::pipeline::{Engine, RunOptions};
-use callpulse::sink::{EventWriter, Format};
-use callpulse::telephony::call::{Packet, RtpSource, PACKET_QUEUE};
-use callpulse::telephony::capture::{self, CaptureOptions};
+use callpulse::pipeline::{CallOutcome, Engine, RunOptions};
+use callpulse::sink::calls::{CallOutput, CallSinks};
+use callpulse::sink::Format;
+use callpulse::telephony::capture::{self, CallDecoder, CaptureOptions, PcapCall};
 use callpulse::telephony::jitter::JitterConfig;
-use callpulse::telephony::sender::{self, Impairment, Rng};
-use callpulse::telephony::ua::{UaConfig, UserAgent};
+use callpulse::telephony::listener::{self, parse_ports, RtpListenConfig};
+use callpulse::telephony::sender::{self, Impairment};
+use callpulse::telephony::spawner::{CallNote, Notify, Spawner};
+use callpulse::telephony::traffic::{self, SendOptions, Traffic};
+use callpulse::telephony::ua::{NewCall, UaConfig, UserAgent};
 
 use super::live::stop_on_signals;
 use super::ModelArgs;
 
+/// Flags that were given (`Some`) over the config's values:
+/// `set_some!(cfg.sip, jitter_ms, max_calls from args)`.
+macro_rules! set_some {
+    ($dst:expr, $($field:ident),+ from $src:expr) => {
+        $(if let Some(v) = $src.$field.clone() { $dst.$field = v; })+
+    };
+}
+pub(super) use set_some;
+
 /// Output flags shared by the telephony commands.
 #[derive(Args, Debug, Clone)]
 pub struct CallOut {
-    /// Output format: jsonl (one event per line, all calls interleaved; every event carries its call_id) or table.
-    #[arg(short, long, value_enum, default_value_t = Format::Jsonl)]
-    format: Format,
-    /// Write events here instead of stdout.
+    /// Output format: jsonl (one event per line, all calls interleaved; every event carries its call_id) or table. [config: sip.format / rtp.format; default jsonl]
+    #[arg(short, long, value_enum)]
+    format: Option<Format>,
+    /// Write events here instead of stdout. [config: sip.out / rtp.out]
     #[arg(short, long, value_name = "FILE")]
     out: Option<PathBuf>,
-    /// Also write each call's events to DIR/<call-id>.jsonl.
+    /// Also write each call's events to DIR/<call-id>.jsonl (a repeated id gets a suffix: -2, -3, ...). [config: sip.out_dir / rtp.out_dir]
     #[arg(long, value_name = "DIR")]
     out_dir: Option<PathBuf>,
-    /// Role of the calling party: customer (inbound support lines) or agent (outbound campaigns).
-    #[arg(long, default_value = "customer", value_name = "ROLE")]
-    caller_role: Role,
+    /// Role of the calling party: customer (inbound support lines) or agent (outbound campaigns). [config: sip.caller_role; default customer]
+    #[arg(long, value_name = "ROLE")]
+    caller_role: Option<Role>,
     /// Redact card/phone numbers, e-mail addresses and other identifiers. [config: privacy.redact]
     #[arg(long)]
     redact: bool,
@@ -49,260 +59,197 @@ pub struct CallOut {
     models: ModelArgs,
 }
 
-type SharedWriter = Arc<Mutex<EventWriter<Box<dyn Write + Send>>>>;
-
-struct Output {
-    all: SharedWriter,
-    dir: Option<PathBuf>,
+/// Where the events of a command go.
+struct Outputs {
+    format: Format,
+    out: Option<PathBuf>,
+    out_dir: Option<PathBuf>,
 }
 
-impl Output {
-    fn open(o: &CallOut, live: bool) -> Result<Self> {
-        let ok = if live {
-            matches!(o.format, Format::Jsonl | Format::Table)
-        } else {
-            true
-        };
-        if !ok {
-            bail!("live output is jsonl or table");
+impl CallOut {
+    fn apply(&self, cfg: &mut Config) {
+        self.models.apply(cfg);
+        if self.redact {
+            cfg.privacy.redact = true;
         }
-        let w: Box<dyn Write + Send> = match &o.out {
-            Some(p) => Box::new(BufWriter::new(
-                File::create(p).with_context(|| format!("cannot create {}", p.display()))?,
-            )),
-            None => Box::new(BufWriter::new(std::io::stdout())),
-        };
-        if let Some(d) = &o.out_dir {
-            std::fs::create_dir_all(d).with_context(|| format!("cannot create {}", d.display()))?;
+        if let Some(r) = self.caller_role {
+            cfg.sip.caller_role = r;
         }
-        Ok(Output {
-            all: Arc::new(Mutex::new(EventWriter::new(w, o.format))),
-            dir: o.out_dir.clone(),
-        })
     }
 
-    /// A sink for one call: every event to the shared writer (flushed) and
-    /// to the call's own file.
-    fn call_sink(&self, call_id: &str) -> Result<impl FnMut(Event) + Send> {
-        let mut own = match &self.dir {
-            Some(d) => {
-                let p = d.join(format!("{call_id}.jsonl"));
-                Some(BufWriter::new(
-                    File::create(&p).with_context(|| format!("cannot create {}", p.display()))?,
-                ))
-            }
-            None => None,
-        };
-        let all = self.all.clone();
-        let mut failed = false;
-        Ok(move |e: Event| {
-            if let Some(f) = own.as_mut() {
-                let line = serde_json::to_string(&e).unwrap_or_default();
-                let _ = writeln!(f, "{line}").and_then(|_| f.flush());
-            }
-            if let Ok(mut w) = all.lock() {
-                if let Err(err) = w.write(&e).and_then(|_| w.flush()) {
-                    if !failed {
-                        eprintln!("callpulse: cannot write events: {err}");
-                        failed = true;
-                    }
-                }
-            }
-        })
-    }
-
-    fn finish(&self) -> Result<()> {
-        if let Ok(mut w) = self.all.lock() {
-            w.flush().context("cannot flush events")?;
+    /// The flags over the configured (or default) outputs.
+    fn outputs(&self, format: Format, out: &Option<PathBuf>, dir: &Option<PathBuf>) -> Outputs {
+        Outputs {
+            format: self.format.unwrap_or(format),
+            out: self.out.clone().or_else(|| out.clone()),
+            out_dir: self.out_dir.clone().or_else(|| dir.clone()),
         }
-        Ok(())
     }
 }
 
-fn prepare(cfg: &mut Config, o: &CallOut) -> Result<Engine> {
-    o.models.apply(cfg);
-    if o.redact {
-        cfg.privacy.redact = true;
-    }
-    cfg.validate()?;
+fn open_output(o: &Outputs) -> Result<CallOutput> {
+    let w: Box<dyn Write + Send> = match &o.out {
+        Some(p) => Box::new(BufWriter::new(
+            File::create(p).with_context(|| format!("cannot create {}", p.display()))?,
+        )),
+        None => Box::new(BufWriter::new(std::io::stdout())),
+    };
+    Ok(CallOutput::new(w, o.format, o.out_dir.as_deref())?)
+}
+
+pub(super) fn load_engine(cfg: &Config) -> Result<Engine> {
     let paths = models::ensure(cfg, &Component::for_scoring(cfg), false)?;
     Ok(Engine::load(cfg, &paths)?)
 }
 
-/// Start one live call's pipeline on its own thread.
-fn spawn_call(
+fn roles_text(roles: &[Role]) -> String {
+    roles
+        .iter()
+        .map(|r| r.as_str())
+        .collect::<Vec<_>>()
+        .join(" + ")
+}
+
+/// Calls' starts and ends on stderr.
+pub(super) fn print_notes() -> Notify {
+    Arc::new(|n| match n {
+        CallNote::Started { id } => eprintln!("callpulse: call {id} started"),
+        CallNote::Ended { id, outcome, wall } => eprintln!(
+            "callpulse: call {id} ended ({}): {:.1} s of audio, {} turns, {:.1} s wall",
+            outcome.summary.stats.ended,
+            outcome.summary.duration,
+            outcome.summary.turns,
+            wall.as_secs_f64()
+        ),
+        CallNote::Failed { id, error } => eprintln!("callpulse: call {id} failed: {error}"),
+    })
+}
+
+/// A spawner of live calls whose pipelines stop only when their media ends.
+pub(super) fn live_spawner(
     engine: &Engine,
     cfg: &Config,
-    out: &Output,
-    source: Box<dyn Source>,
-    call_id: String,
-    roles: Vec<Role>,
+    sinks: Arc<dyn CallSinks>,
     stop: Arc<AtomicBool>,
-) -> Result<std::thread::JoinHandle<()>> {
-    let engine = engine.clone();
-    let mut opts = RunOptions::live(&call_id, cfg, stop);
-    opts.roles = Some(roles);
-    let mut sink = out.call_sink(&call_id)?;
-    let h = std::thread::Builder::new()
-        .name(format!("call-{}", &call_id[..call_id.len().min(10)]))
-        .spawn(move || {
-            let t = Instant::now();
-            match engine.run(source, &opts, &mut sink, &|_, _| {}) {
-                Ok(o) => eprintln!(
-                    "callpulse: call {call_id} ended ({}): {:.1} s of audio, {} turns, {:.1} s wall",
-                    o.summary.stats.ended,
-                    o.summary.duration,
-                    o.summary.turns,
-                    t.elapsed().as_secs_f64()
-                ),
-                Err(e) => eprintln!("callpulse: call {call_id} failed: {e}"),
-            }
-        })
-        .context("cannot start a call thread")?;
-    Ok(h)
+) -> Arc<Spawner> {
+    let template = RunOptions::live("call", cfg, stop);
+    Arc::new(Spawner::new(
+        Arc::new(engine.clone()),
+        sinks,
+        template,
+        print_notes(),
+    ))
 }
 
-pub(super) fn parse_ports(s: &str) -> Result<(u16, u16), String> {
-    let (a, b) = match s.split_once('-') {
-        Some((a, b)) => (a, b),
-        None => (s, s),
-    };
-    let a: u16 = a.trim().parse().map_err(|_| format!("bad port '{a}'"))?;
-    let b: u16 = b.trim().parse().map_err(|_| format!("bad port '{b}'"))?;
-    if a == 0 || b < a {
-        return Err(format!(
-            "bad port range '{s}': expected LOW-HIGH with 0 < LOW <= HIGH"
-        ));
-    }
-    Ok((a, b))
+/// The SIP user agent's handler: each answered call to the spawner.
+pub(super) fn sip_handler(spawner: Arc<Spawner>) -> Box<dyn FnMut(NewCall) + Send> {
+    Box::new(move |c: NewCall| {
+        eprintln!(
+            "callpulse: call {} answered ({})",
+            c.call_id,
+            roles_text(&c.roles)
+        );
+        if let Err(e) = spawner.spawn(&c.call_id, Box::new(c.source), Some(c.roles)) {
+            eprintln!("callpulse: call {}: {e}", c.call_id);
+        }
+    })
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the network runtime")
+fn ports_arg(s: &str) -> Result<String, String> {
+    parse_ports(s).map(|(a, b)| format!("{a}-{b}"))
 }
 
 // ---------------------------------------------------------------- sip
 
 #[derive(Args, Debug)]
 pub struct SipArgs {
-    /// SIP address to listen on (UDP). Use 0.0.0.0:5060 to take calls from other hosts.
-    #[arg(long, default_value = "127.0.0.1:5060", value_name = "ADDR:PORT")]
-    listen: SocketAddr,
-    /// RTP ports to allocate from (two consecutive even ports per two-party call).
-    #[arg(long, default_value = "40000-40999", value_parser = parse_ports, value_name = "LOW-HIGH")]
-    rtp_ports: (u16, u16),
-    /// Address written in SDP answers and bound for RTP (default: the listen address).
+    /// SIP address to listen on (UDP). Use 0.0.0.0:5060 to take calls from other hosts. [config: sip.listen; default 127.0.0.1:5060]
+    #[arg(long, value_name = "ADDR:PORT")]
+    listen: Option<SocketAddr>,
+    /// RTP ports to allocate from (two consecutive even ports per two-party call). [config: sip.rtp_ports; default 40000-40999]
+    #[arg(long, value_parser = ports_arg, value_name = "LOW-HIGH")]
+    rtp_ports: Option<String>,
+    /// Address written in SDP answers and bound for RTP (default: the listen address). [config: sip.media_ip]
     #[arg(long, value_name = "IP")]
     media_ip: Option<IpAddr>,
-    /// Jitter buffer: packets may arrive this late and still be placed, ms.
-    #[arg(long, default_value_t = 100, value_name = "MS")]
-    jitter_ms: u32,
-    /// Ring this long before answering (CANCEL can end the call meanwhile), ms.
-    #[arg(long, default_value_t = 0, value_name = "MS")]
-    answer_delay_ms: u64,
-    /// End a call when no RTP arrived for this long, seconds.
-    #[arg(long, default_value_t = 30.0, value_name = "S")]
-    rtp_timeout_s: f64,
-    /// Most concurrent calls (more get 486 Busy Here).
-    #[arg(long, default_value_t = 16)]
-    max_calls: usize,
+    /// Jitter buffer: packets may arrive this late and still be placed, ms. [config: sip.jitter_ms; default 100]
+    #[arg(long, value_name = "MS")]
+    jitter_ms: Option<u32>,
+    /// Ring this long before answering (CANCEL can end the call meanwhile), ms. [config: sip.answer_delay_ms; default 0]
+    #[arg(long, value_name = "MS")]
+    answer_delay_ms: Option<u64>,
+    /// End a call when no RTP arrived for this long, seconds. [config: sip.rtp_timeout_s; default 30]
+    #[arg(long, value_name = "S")]
+    rtp_timeout_s: Option<f64>,
+    /// Most concurrent calls (more get 486 Busy Here). [config: sip.max_calls; default 16]
+    #[arg(long)]
+    max_calls: Option<usize>,
     /// Partial results every N ms of a turn; 0 = none. [config: live.partial_interval_ms]
     #[arg(long, value_name = "MS")]
     partial_interval_ms: Option<u32>,
-    /// Stop after this many seconds (end the calls, write their summaries).
+    /// Stop after this many seconds (end the calls, write their summaries). [config: sip.seconds]
     #[arg(long, value_name = "S")]
     seconds: Option<f64>,
     #[command(flatten)]
     out: CallOut,
 }
 
+impl SipArgs {
+    fn apply(&self, cfg: &mut Config) {
+        self.out.apply(cfg);
+        let s = &mut cfg.sip;
+        set_some!(s, listen, rtp_ports, jitter_ms, answer_delay_ms, rtp_timeout_s, max_calls from self);
+        if self.media_ip.is_some() {
+            s.media_ip = self.media_ip;
+        }
+        if self.seconds.is_some() {
+            s.seconds = self.seconds;
+        }
+        if let Some(ms) = self.partial_interval_ms {
+            cfg.live.partial_interval_ms = ms;
+        }
+    }
+}
+
 pub fn sip(mut cfg: Config, a: SipArgs) -> Result<i32> {
-    if let Some(ms) = a.partial_interval_ms {
-        cfg.live.partial_interval_ms = ms;
-    }
-    if !(a.rtp_timeout_s.is_finite() && a.rtp_timeout_s > 0.0) {
-        bail!("--rtp-timeout-s must be a positive number");
-    }
-    if a.max_calls == 0 {
-        bail!("--max-calls must be at least 1");
-    }
+    a.apply(&mut cfg);
+    cfg.validate()?;
+    let mut ua_cfg = UaConfig::from_config(&cfg.sip, cfg.sip.listen).map_err(anyhow::Error::msg)?;
+    let outputs = a
+        .out
+        .outputs(cfg.sip.format, &cfg.sip.out, &cfg.sip.out_dir);
     let stop = stop_on_signals()?;
-    let engine = prepare(&mut cfg, &a.out)?;
-    let out = Arc::new(Output::open(&a.out, true)?);
-    let ua_cfg = UaConfig {
-        listen: a.listen,
-        media_ip: a.media_ip,
-        rtp_ports: a.rtp_ports,
-        jitter: JitterConfig {
-            window_ms: a.jitter_ms,
-            ..Default::default()
-        },
-        caller_role: a.out.caller_role,
-        answer_delay: Duration::from_millis(a.answer_delay_ms),
-        rtp_timeout: Duration::from_secs_f64(a.rtp_timeout_s),
-        max_calls: a.max_calls,
-    };
-    let threads: Arc<Mutex<Vec<std::thread::JoinHandle<()>>>> = Arc::default();
-    let call_stop = Arc::new(AtomicBool::new(false));
-    let handler = {
-        let (engine, cfg, out, threads, call_stop) = (
-            engine.clone(),
-            cfg.clone(),
-            out.clone(),
-            threads.clone(),
-            call_stop.clone(),
-        );
-        Box::new(move |c: callpulse::telephony::ua::NewCall| {
-            eprintln!(
-                "callpulse: call {} answered ({})",
-                c.call_id,
-                c.roles
-                    .iter()
-                    .map(|r| r.as_str())
-                    .collect::<Vec<_>>()
-                    .join(" + ")
-            );
-            match spawn_call(
-                &engine,
-                &cfg,
-                &out,
-                Box::new(c.source),
-                c.call_id,
-                c.roles,
-                call_stop.clone(),
-            ) {
-                Ok(h) => threads.lock().expect("threads").push(h),
-                Err(e) => eprintln!("callpulse: {e:#}"),
-            }
-        })
-    };
-    if let Some(s) = a.seconds {
+    let engine = load_engine(&cfg)?;
+    let out = Arc::new(open_output(&outputs)?);
+    // The agent ends each call's media; the pipelines then finish.
+    let spawner = live_spawner(&engine, &cfg, out.clone(), Arc::default());
+    if let Some(s) = cfg.sip.seconds {
+        let d = seconds("sip.seconds", s).map_err(anyhow::Error::msg)?;
         let stop = stop.clone();
         std::thread::spawn(move || {
-            std::thread::sleep(Duration::from_secs_f64(s));
+            std::thread::sleep(d);
             stop.store(true, Ordering::Relaxed);
         });
     }
-    let ua = UserAgent::new(ua_cfg, handler);
-    let rt = runtime()?;
+    ua_cfg.pipelines = Some(spawner.gauge());
+    let ports = ua_cfg.rtp_ports;
+    let ua = UserAgent::new(ua_cfg, sip_handler(spawner.clone()));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the network runtime")?;
     let stats = rt
         .block_on(ua.run(stop.clone(), |addr| {
             eprintln!(
                 "callpulse: SIP on udp {addr}, RTP ports {}-{}; Ctrl-C stops",
-                a.rtp_ports.0, a.rtp_ports.1
+                ports.0, ports.1
             )
         }))
-        .with_context(|| format!("SIP listener on {}", a.listen))?;
+        .with_context(|| format!("SIP listener on {}", cfg.sip.listen))?;
     // The calls' media are closed: each pipeline drains and writes its summary.
-    let hs: Vec<_> = std::mem::take(&mut *threads.lock().expect("threads"));
-    for h in hs {
-        let _ = h.join();
-    }
+    spawner.join();
     drop(rt);
-    out.finish()?;
+    out.finish().context("cannot flush events")?;
     eprintln!("callpulse: sip stats {}", serde_json::to_string(&stats)?);
     Ok(0)
 }
@@ -311,27 +258,27 @@ pub fn sip(mut cfg: Config, a: SipArgs) -> Result<i32> {
 
 #[derive(Args, Debug)]
 pub struct RtpArgs {
-    /// Where to receive RTP: IP:PORT or IP:LOW-HIGH. In a range, the even ports carry RTP (odd ones are RTCP by convention and are not bound).
+    /// Where to receive RTP: IP:PORT or IP:LOW-HIGH. In a range, the even ports carry RTP (odd ones are RTCP by convention and are not bound). [config: rtp.listen]
     #[arg(long, value_name = "IP:PORT[-PORT]")]
-    listen: String,
-    /// Map a port or an SSRC to a role: `40000=agent`, `ssrc:0x1a2b=customer`. Repeatable. Default: one port = one leg (role from --mono-role); two ports = agent, customer in port order.
+    listen: Option<String>,
+    /// Map a port or an SSRC to a role: `40000=agent`, `ssrc:0x1a2b=customer`. Repeatable. Default: one port = one leg (role from --mono-role); two ports = agent, customer in port order. [config: rtp.map]
     #[arg(long = "map", value_name = "KEY=ROLE")]
     maps: Vec<String>,
-    /// Role of a single unmapped port.
-    #[arg(long, default_value = "unknown", value_name = "ROLE")]
-    mono_role: Role,
-    /// A call ends after this long without packets, seconds; the next packet starts a new call.
-    #[arg(long, default_value_t = 5.0, value_name = "S")]
-    idle_s: f64,
-    /// Exit after this many calls (0 = keep listening).
-    #[arg(long, default_value_t = 0)]
-    max_calls: u32,
-    /// Jitter buffer: packets may arrive this late and still be placed, ms.
-    #[arg(long, default_value_t = 100, value_name = "MS")]
-    jitter_ms: u32,
-    /// Call id prefix (calls are PREFIX-1, PREFIX-2, ...).
-    #[arg(long, default_value = "rtp")]
-    call_id: String,
+    /// Role of a single unmapped port. [config: rtp.mono_role; default unknown]
+    #[arg(long, value_name = "ROLE")]
+    mono_role: Option<Role>,
+    /// A call ends after this long without packets, seconds; the next packet starts a new call. [config: rtp.idle_s; default 5]
+    #[arg(long, value_name = "S")]
+    idle_s: Option<f64>,
+    /// Exit after this many calls (0 = keep listening). [config: rtp.max_calls; default 0]
+    #[arg(long)]
+    max_calls: Option<u32>,
+    /// Jitter buffer: packets may arrive this late and still be placed, ms. [config: rtp.jitter_ms; default 100]
+    #[arg(long, value_name = "MS")]
+    jitter_ms: Option<u32>,
+    /// Call id prefix (calls are PREFIX-1, PREFIX-2, ...). [config: rtp.call_id; default rtp]
+    #[arg(long)]
+    call_id: Option<String>,
     /// Partial results every N ms of a turn; 0 = none. [config: live.partial_interval_ms]
     #[arg(long, value_name = "MS")]
     partial_interval_ms: Option<u32>,
@@ -339,247 +286,62 @@ pub struct RtpArgs {
     out: CallOut,
 }
 
-#[derive(Debug, Clone, PartialEq)]
-enum MapKey {
-    Port(u16),
-    Ssrc(u32),
-}
-
-fn parse_map(s: &str) -> Result<(MapKey, Role)> {
-    let (k, r) = s
-        .split_once('=')
-        .with_context(|| format!("--map '{s}': expected KEY=ROLE"))?;
-    let role: Role = r.parse().map_err(anyhow::Error::msg)?;
-    let key = if let Some(x) = k.strip_prefix("ssrc:") {
-        let v = match x.strip_prefix("0x").or_else(|| x.strip_prefix("0X")) {
-            Some(h) => u32::from_str_radix(h, 16),
-            None => x.parse(),
-        };
-        MapKey::Ssrc(v.with_context(|| format!("--map '{s}': bad SSRC"))?)
-    } else {
-        MapKey::Port(
-            k.parse()
-                .with_context(|| format!("--map '{s}': bad port"))?,
-        )
-    };
-    Ok((key, role))
+impl RtpArgs {
+    fn apply(&self, cfg: &mut Config) {
+        self.out.apply(cfg);
+        let r = &mut cfg.rtp;
+        set_some!(r, mono_role, idle_s, max_calls, jitter_ms, call_id from self);
+        if self.listen.is_some() {
+            r.listen = self.listen.clone();
+        }
+        if !self.maps.is_empty() {
+            r.map = self.maps.clone();
+        }
+        if let Some(ms) = self.partial_interval_ms {
+            cfg.live.partial_interval_ms = ms;
+        }
+    }
 }
 
 pub fn rtp(mut cfg: Config, a: RtpArgs) -> Result<i32> {
-    if let Some(ms) = a.partial_interval_ms {
-        cfg.live.partial_interval_ms = ms;
-    }
-    let (ip, ports) = a
+    a.apply(&mut cfg);
+    cfg.validate()?;
+    let r = &cfg.rtp;
+    let listen = r
         .listen
-        .rsplit_once(':')
-        .context("--listen: expected IP:PORT or IP:LOW-HIGH")?;
-    let ip: IpAddr = ip
-        .trim_matches(['[', ']'])
-        .parse()
-        .with_context(|| format!("--listen: bad address '{ip}'"))?;
-    let (lo, hi) = parse_ports(ports).map_err(anyhow::Error::msg)?;
-    let ports: Vec<u16> = if lo == hi {
-        vec![lo]
-    } else {
-        (lo..=hi).filter(|p| p % 2 == 0).collect()
-    };
-    if ports.is_empty() || ports.len() > 64 {
-        bail!(
-            "--listen: {} RTP ports in the range; give 1 to 64",
-            ports.len()
+        .as_deref()
+        .context("--listen IP:PORT (or rtp.listen in the config) is required")?;
+    let pair = (cfg.roles.channel0, cfg.roles.channel1);
+    let mut lc = RtpListenConfig::new(listen, &r.map, r.mono_role, pair)?;
+    lc.idle = seconds("rtp.idle_s", r.idle_s).map_err(anyhow::Error::msg)?;
+    lc.max_calls = r.max_calls;
+    lc.jitter.window_ms = r.jitter_ms;
+    lc.call_id = r.call_id.clone();
+    let outputs = a.out.outputs(r.format, &r.out, &r.out_dir);
+    let stop = stop_on_signals()?;
+    let engine = load_engine(&cfg)?;
+    let out = Arc::new(open_output(&outputs)?);
+    let spawner = live_spawner(&engine, &cfg, out.clone(), Arc::default());
+    let stats = listener::listen(&lc, &spawner, &stop, || {
+        eprintln!(
+            "callpulse: RTP on udp {} ports {:?}; legs {}; Ctrl-C stops",
+            lc.ip,
+            lc.ports,
+            roles_text(&lc.roles)
+        )
+    })?;
+    out.finish().context("cannot flush events")?;
+    if stats.unmapped > 0 {
+        eprintln!(
+            "callpulse: {} packets matched no --map entry and were ignored",
+            stats.unmapped
         );
     }
-    if !(a.idle_s.is_finite() && a.idle_s > 0.0) {
-        bail!("--idle-s must be a positive number");
-    }
-    let maps: Vec<(MapKey, Role)> = a.maps.iter().map(|m| parse_map(m)).collect::<Result<_>>()?;
-    // Role per port and per SSRC; legs are the distinct roles.
-    let mut port_role: HashMap<u16, Role> = HashMap::new();
-    let mut ssrc_role: HashMap<u32, Role> = HashMap::new();
-    for (k, r) in &maps {
-        match k {
-            MapKey::Port(p) => {
-                if !ports.contains(p) {
-                    bail!("--map {p}=...: port {p} is not among the listened ports {ports:?}");
-                }
-                port_role.insert(*p, *r);
-            }
-            MapKey::Ssrc(s) => {
-                ssrc_role.insert(*s, *r);
-            }
-        }
-    }
-    if maps.is_empty() {
-        match ports.len() {
-            1 => {
-                port_role.insert(ports[0], a.mono_role);
-            }
-            2 => {
-                port_role.insert(ports[0], cfg.roles.channel0);
-                port_role.insert(ports[1], cfg.roles.channel1);
-            }
-            n => bail!("{n} RTP ports: say which party each carries with --map PORT=ROLE"),
-        }
-    }
-    let mut roles: Vec<Role> = Vec::new();
-    for r in [Role::Agent, Role::Customer, Role::Unknown] {
-        if port_role
-            .values()
-            .chain(ssrc_role.values())
-            .any(|x| *x == r)
-        {
-            roles.push(r);
-        }
-    }
-    if roles.len() > 2 {
-        bail!("--map: at most two parties (agent and customer) per call");
-    }
-    let leg_of_role: HashMap<Role, usize> =
-        roles.iter().enumerate().map(|(i, r)| (*r, i)).collect();
-
-    let stop = stop_on_signals()?;
-    let engine = prepare(&mut cfg, &a.out)?;
-    let out = Output::open(&a.out, true)?;
-    let rt = runtime()?;
-    let (inbox_tx, inbox) = crossbeam_channel::bounded::<(u16, Packet)>(4 * PACKET_QUEUE);
-    let mut socks = Vec::new();
-    for p in &ports {
-        let addr = SocketAddr::new(ip, *p);
-        let s =
-            std::net::UdpSocket::bind(addr).with_context(|| format!("cannot bind udp {addr}"))?;
-        s.set_nonblocking(true)?;
-        socks.push((*p, s));
-    }
-    let dropped = Arc::new(std::sync::atomic::AtomicU64::new(0));
-    for (port, s) in socks {
-        let tx = inbox_tx.clone();
-        let dropped = dropped.clone();
-        rt.spawn(async move {
-            let Ok(s) = tokio::net::UdpSocket::from_std(s) else {
-                return;
-            };
-            let local = s
-                .local_addr()
-                .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
-            let mut buf = vec![0u8; 2048];
-            while let Ok((n, from)) = s.recv_from(&mut buf).await {
-                let p = Packet {
-                    leg: 0,
-                    data: buf[..n].to_vec(),
-                    at: Instant::now(),
-                    from,
-                    to: local,
-                };
-                if tx.try_send((port, p)).is_err() {
-                    dropped.fetch_add(1, Ordering::Relaxed);
-                }
-            }
-        });
-    }
-    drop(inbox_tx);
-    // The runtime serves the sockets from a thread of its own.
-    let rt_stop = Arc::new(AtomicBool::new(false));
-    let rt_thread = {
-        let rt_stop = rt_stop.clone();
-        std::thread::spawn(move || {
-            rt.block_on(async move {
-                while !rt_stop.load(Ordering::Relaxed) {
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            })
-        })
-    };
-    eprintln!(
-        "callpulse: RTP on udp {ip} ports {ports:?}; legs {}; Ctrl-C stops",
-        roles
-            .iter()
-            .map(|r| r.as_str())
-            .collect::<Vec<_>>()
-            .join(" + ")
-    );
-    let idle = Duration::from_secs_f64(a.idle_s);
-    let mut current: Option<(
-        crossbeam_channel::Sender<Packet>,
-        std::thread::JoinHandle<()>,
-        Instant,
-    )> = None;
-    let mut calls = 0u32;
-    let mut unmapped = 0u64;
-    let call_stop = Arc::new(AtomicBool::new(false));
-    loop {
-        match inbox.recv_timeout(Duration::from_millis(50)) {
-            Ok((port, mut p)) => {
-                let ssrc = (p.data.len() >= 12)
-                    .then(|| u32::from_be_bytes([p.data[8], p.data[9], p.data[10], p.data[11]]));
-                let role = ssrc
-                    .and_then(|s| ssrc_role.get(&s))
-                    .or_else(|| port_role.get(&port));
-                let Some(leg) = role.and_then(|r| leg_of_role.get(r)).copied() else {
-                    unmapped += 1;
-                    continue;
-                };
-                p.leg = leg;
-                if current.is_none() {
-                    calls += 1;
-                    let id = format!("{}-{calls}", a.call_id);
-                    let (tx, rx) = crossbeam_channel::bounded::<Packet>(PACKET_QUEUE);
-                    let src = RtpSource::new(
-                        rx,
-                        roles.clone(),
-                        JitterConfig {
-                            window_ms: a.jitter_ms,
-                            ..Default::default()
-                        },
-                        p.at,
-                        id.clone(),
-                    );
-                    eprintln!("callpulse: call {id} started");
-                    let h = spawn_call(
-                        &engine,
-                        &cfg,
-                        &out,
-                        Box::new(src),
-                        id,
-                        roles.clone(),
-                        call_stop.clone(),
-                    )?;
-                    current = Some((tx, h, Instant::now()));
-                }
-                if let Some((tx, _, last)) = current.as_mut() {
-                    *last = Instant::now();
-                    if tx.try_send(p).is_err() {
-                        dropped.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
-            }
-            Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
-            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
-        }
-        let stopping = stop.load(Ordering::Relaxed);
-        if current
-            .as_ref()
-            .is_some_and(|c| stopping || c.2.elapsed() > idle)
-        {
-            let (tx, h, _) = current.take().expect("checked");
-            drop(tx);
-            let _ = h.join();
-            if a.max_calls > 0 && calls >= a.max_calls {
-                break;
-            }
-        }
-        if stopping {
-            break;
-        }
-    }
-    rt_stop.store(true, Ordering::Relaxed);
-    let _ = rt_thread.join();
-    out.finish()?;
-    if unmapped > 0 {
-        eprintln!("callpulse: {unmapped} packets matched no --map entry and were ignored");
-    }
-    let d = dropped.load(Ordering::Relaxed);
-    if d > 0 {
-        eprintln!("callpulse: {d} packets dropped because the pipeline fell behind");
+    if stats.dropped > 0 {
+        eprintln!(
+            "callpulse: {} packets dropped because the pipeline fell behind",
+            stats.dropped
+        );
     }
     Ok(0)
 }
@@ -603,118 +365,132 @@ pub struct PcapArgs {
     /// Write the capture report (calls found, packets used and skipped) as JSON here.
     #[arg(long, value_name = "FILE")]
     report: Option<PathBuf>,
+    /// Find and decode the calls (with --wav-dir, --report) but do not score them: one JSON line per call (legs, duration, transport counters). Needs no models.
+    #[arg(long)]
+    decode_only: bool,
     #[command(flatten)]
     out: CallOut,
 }
 
+fn print_capture(path: &Path, rep: &capture::CaptureReport) {
+    let skipped: u64 = rep.skipped.values().sum();
+    let why = if rep.skipped.is_empty() {
+        String::new()
+    } else {
+        let v: Vec<String> = rep
+            .skipped
+            .iter()
+            .map(|(k, v)| format!("{k}: {v}"))
+            .collect();
+        format!(" ({})", v.join(", "))
+    };
+    eprintln!(
+        "callpulse: {}: {} frames, {} UDP, {} SIP messages, {} RTP packets, {} skipped{why}; {} call{} found ({} through SIP)",
+        path.display(),
+        rep.frames,
+        rep.udp,
+        rep.sip_messages,
+        rep.rtp_packets,
+        skipped,
+        rep.calls,
+        if rep.calls == 1 { "" } else { "s" },
+        rep.calls_with_sip
+    );
+}
+
+fn packets_used(rtp: &Option<Vec<callpulse::event::RtpLegStats>>) -> u64 {
+    rtp.iter().flatten().map(|l| l.packets).sum()
+}
+
 pub fn pcap(mut cfg: Config, a: PcapArgs) -> Result<i32> {
+    a.out.apply(&mut cfg);
     let opts = CaptureOptions {
         jitter: JitterConfig {
             window_ms: a.jitter_ms,
             ..Default::default()
         },
-        caller_role: a.out.caller_role,
+        caller_role: a.out.caller_role.unwrap_or(Role::Customer),
         min_packets: a.min_packets.max(1),
     };
-    let (calls, mut rep) = capture::find_calls(&a.file, &opts)
-        .with_context(|| format!("cannot read {}", a.file.display()))?;
-    let n_calls = calls.len();
-    let decoded = capture::decode_calls(&a.file, calls, &opts, &mut rep)
-        .with_context(|| format!("cannot read {}", a.file.display()))?;
-    let skipped: u64 = rep.skipped.values().sum();
-    eprintln!(
-        "callpulse: {}: {} frames, {} UDP, {} SIP messages, {} RTP packets ({} used), {} skipped{}; {} call{} found ({} through SIP)",
-        a.file.display(),
-        rep.frames,
-        rep.udp,
-        rep.sip_messages,
-        rep.rtp_packets,
-        rep.rtp_used,
-        skipped,
-        if rep.skipped.is_empty() {
-            String::new()
-        } else {
-            format!(
-                " ({})",
-                rep.skipped.iter().map(|(k, v)| format!("{k}: {v}")).collect::<Vec<_>>().join(", ")
-            )
-        },
-        n_calls,
-        if n_calls == 1 { "" } else { "s" },
-        rep.calls_with_sip
-    );
-    if let Some(p) = &a.report {
-        std::fs::write(p, serde_json::to_string_pretty(&rep)?)
-            .with_context(|| format!("cannot write {}", p.display()))?;
-    }
+    let read_err = || format!("cannot read {}", a.file.display());
+    let (calls, mut rep) = capture::find_calls(&a.file, &opts).with_context(read_err)?;
+    print_capture(&a.file, &rep);
     if let Some(e) = &rep.error {
         eprintln!("callpulse: the capture ends in an error: {e}; the calls before it are scored");
     }
-    if n_calls == 0 {
+    let mut failed = rep.error.is_some();
+    if calls.is_empty() {
         eprintln!(
             "callpulse: no calls found (no G.711 RTP flow of {} packets or more)",
             opts.min_packets
         );
-        return Ok(1);
+        failed = true;
     }
     if let Some(d) = &a.wav_dir {
         std::fs::create_dir_all(d).with_context(|| format!("cannot create {}", d.display()))?;
-        for c in &decoded {
-            write_wav(
-                &d.join(format!("{}.wav", c.call.call_id)),
-                &c.audio,
-                c.call.roles.len() as u16,
-            )?;
-        }
     }
-    let engine = prepare(&mut cfg, &a.out)?;
-    let out = Output::open(&a.out, false)?;
-    let mut failed = rep.error.is_some();
-    for c in decoded {
-        let id = c.call.call_id.clone();
-        let src =
-            Memory::new(8000, c.call.roles.len() as u16, c.audio, id.clone()).with_rtp(c.stats);
-        let mut opts = RunOptions::offline(&id);
-        opts.roles = Some(c.call.roles.clone());
-        let mut sink = out.call_sink(&id)?;
-        match engine.run(Box::new(src), &opts, &mut sink, &|_, _| {}) {
-            Ok(o) => eprintln!(
-                "callpulse: call {id}: {} leg{} ({}), {:.1} s, {} turns",
-                c.call.roles.len(),
-                if c.call.roles.len() == 1 { "" } else { "s" },
-                c.call
-                    .roles
-                    .iter()
-                    .map(|r| r.as_str())
-                    .collect::<Vec<_>>()
-                    .join(" + "),
-                o.summary.duration,
-                o.summary.turns
-            ),
-            Err(e) => {
-                eprintln!("callpulse: call {id} failed: {e}");
-                failed = true;
+    // One call at a time, each decoded while it is scored.
+    let source = |k: usize| {
+        let dec = CallDecoder::new(&calls[k], &calls[..k], opts.jitter);
+        let wav = a
+            .wav_dir
+            .as_ref()
+            .map(|d| d.join(format!("{}.wav", calls[k].call_id)));
+        PcapCall::new(&a.file, dec, wav)
+    };
+    if a.decode_only {
+        for (k, c) in calls.iter().enumerate() {
+            let d = capture::drain(Box::new(source(k)))?;
+            rep.rtp_used += packets_used(&d.rtp);
+            failed |= d.error.is_some();
+            println!(
+                "{}",
+                serde_json::json!({
+                    "call_id": c.call_id, "sip": c.sip, "roles": c.roles,
+                    "duration_s": d.frames as f64 / d.rate as f64,
+                    "rtp": d.rtp, "error": d.error,
+                })
+            );
+        }
+    } else if !calls.is_empty() {
+        let engine = load_engine(&cfg)?;
+        let outputs = a.out.outputs(Format::Jsonl, &None, &None);
+        let out = open_output(&outputs)?;
+        for (k, c) in calls.iter().enumerate() {
+            let (id, mut sink) = out.open(&c.call_id)?;
+            let mut ro = RunOptions::offline(&id);
+            ro.roles = Some(c.roles.clone());
+            match engine.run(Box::new(source(k)), &ro, &mut sink, &|_, _| {}) {
+                Ok(o) => {
+                    rep.rtp_used += packets_used(&o.summary.stats.rtp);
+                    failed |= o.input_error.is_some();
+                    print_scored(&id, &c.roles, &o);
+                }
+                Err(e) => {
+                    eprintln!("callpulse: call {id} failed: {e}");
+                    failed = true;
+                }
             }
         }
+        out.finish().context("cannot flush events")?;
     }
-    out.finish()?;
-    Ok(if failed { 1 } else { 0 })
+    eprintln!("callpulse: {} RTP packets used", rep.rtp_used);
+    if let Some(p) = &a.report {
+        std::fs::write(p, serde_json::to_string_pretty(&rep)?)
+            .with_context(|| format!("cannot write {}", p.display()))?;
+    }
+    Ok(i32::from(failed))
 }
 
-fn write_wav(path: &Path, interleaved: &[f32], channels: u16) -> Result<()> {
-    let spec = hound::WavSpec {
-        channels,
-        sample_rate: 8000,
-        bits_per_sample: 16,
-        sample_format: hound::SampleFormat::Int,
-    };
-    let mut w = hound::WavWriter::create(path, spec)
-        .with_context(|| format!("cannot create {}", path.display()))?;
-    for &v in interleaved {
-        w.write_sample((v * 32768.0).round().clamp(-32768.0, 32767.0) as i16)?;
-    }
-    w.finalize()?;
-    Ok(())
+fn print_scored(id: &str, roles: &[Role], o: &CallOutcome) {
+    eprintln!(
+        "callpulse: call {id}: {} leg{} ({}), {:.1} s, {} turns",
+        roles.len(),
+        if roles.len() == 1 { "" } else { "s" },
+        roles_text(roles),
+        o.summary.duration,
+        o.summary.turns
+    );
 }
 
 // ---------------------------------------------------------------- rtp-send
@@ -774,135 +550,31 @@ pub struct RtpSendArgs {
 }
 
 pub fn rtp_send(a: RtpSendArgs) -> Result<i32> {
-    for (name, v) in [
-        ("--loss", a.loss),
-        ("--reorder", a.reorder),
-        ("--duplicate", a.duplicate),
-    ] {
-        if !(0.0..=50.0).contains(&v) {
-            bail!("{name} must be a percentage between 0 and 50");
-        }
-    }
-    if !(a.speed.is_finite() && a.speed > 0.0 && a.speed <= 100.0) {
-        bail!("--speed must be between 0 and 100");
-    }
+    traffic::check(a.loss, a.reorder, a.duplicate, a.speed).map_err(anyhow::Error::msg)?;
     let legs =
         sender::read_legs_8k(&a.file).map_err(|e| anyhow::anyhow!("{}: {e}", a.file.display()))?;
-    let ip = std::net::Ipv4Addr::LOCALHOST;
-    let caller_media = SocketAddrV4::new(ip, 7000);
-    let callee_media = SocketAddrV4::new(ip, 6000);
-    if a.sip && (legs.len() > 2 || a.caller_channel >= legs.len()) {
-        bail!(
-            "--sip: {} has {} channel(s); --caller-channel {} does not exist",
-            a.file.display(),
-            legs.len(),
-            a.caller_channel
-        );
-    }
-    // (source, destination) per channel.
-    let addrs: Vec<(SocketAddrV4, SocketAddrV4)> = if a.sip {
-        (0..legs.len())
-            .map(|i| {
-                if i == a.caller_channel {
-                    (caller_media, callee_media)
-                } else {
-                    (callee_media, caller_media)
-                }
-            })
-            .collect()
-    } else {
-        let to: Vec<SocketAddrV4> = if a.to.is_empty() {
-            (0..legs.len())
-                .map(|i| SocketAddrV4::new(ip, 6000 + 2 * i as u16))
-                .collect()
-        } else {
-            a.to.clone()
-        };
-        let from: Vec<SocketAddrV4> = if a.from.is_empty() {
-            (0..legs.len())
-                .map(|i| SocketAddrV4::new(ip, 7000 + 2 * i as u16))
-                .collect()
-        } else {
-            a.from.clone()
-        };
-        if to.len() != legs.len() || from.len() != legs.len() {
-            bail!(
-                "{} has {} channel(s): give {} address(es) to --to (and --from, if used)",
-                a.file.display(),
-                legs.len(),
-                legs.len()
-            );
-        }
-        from.into_iter().zip(to).collect()
+    let o = SendOptions {
+        payload_type: if a.codec == Codec::Pcma { 8 } else { 0 },
+        impairment: Impairment {
+            loss: a.loss / 100.0,
+            reorder: a.reorder / 100.0,
+            duplicate: a.duplicate / 100.0,
+            seed: a.seed,
+        },
+        to: a.to.clone(),
+        from: a.from.clone(),
+        sip_caller: a.sip.then_some(a.caller_channel),
     };
-    let pt = if a.codec == Codec::Pcma { 8 } else { 0 };
-    let imp = Impairment {
-        loss: a.loss / 100.0,
-        reorder: a.reorder / 100.0,
-        duplicate: a.duplicate / 100.0,
-        seed: a.seed,
-    };
-    let mut rng = Rng::new(a.seed);
-    let mut streams = Vec::new();
-    let mut report = Vec::new();
-    for (i, l) in legs.iter().enumerate() {
-        let ssrc = rng.next_u64() as u32;
-        let seq0 = rng.next_u64() as u16;
-        let ts0 = rng.next_u64() as u32;
-        let pk = sender::packetise(l, pt, ssrc, seq0, ts0);
-        let (timed, inj) = sender::impair(pk, &imp, &mut rng);
-        report.push(serde_json::json!({
-            "stream": i, "from": addrs[i].0.to_string(), "to": addrs[i].1.to_string(),
-            "ssrc": format!("{ssrc:#010x}"), "injected": inj
-        }));
-        streams.push(timed);
-    }
-    let merged = sender::merge(streams);
-    if let Some(p) = &a.pcap {
-        // SIP first (if any), the media 100 ms after the ACK.
-        let media_at = if a.sip { 160_000 } else { 0 };
-        let mut dg: Vec<sender::CaptureDatagram> = merged
-            .iter()
-            .map(|(t, k, b)| (media_at + t, addrs[*k].0, addrs[*k].1, b.clone()))
-            .collect();
-        if a.sip {
-            let end = media_at + merged.last().map_or(0, |m| m.0) + 200_000;
-            dg.extend(sender::sip_dialog(
-                &format!("{}@callpulse.test", a.seed),
-                SocketAddrV4::new(ip, 5062),
-                SocketAddrV4::new(ip, 5060),
-                caller_media,
-                callee_media,
-                pt,
-                end,
-            ));
-            dg.sort_by_key(|d| d.0);
-        }
-        sender::write_pcap(p, &dg, 1_700_000_000_000_000)
-            .with_context(|| format!("cannot write {}", p.display()))?;
-    } else {
-        let socks: Vec<std::net::UdpSocket> = addrs
-            .iter()
-            .map(|(from, to)| {
-                std::net::UdpSocket::bind(from)
-                    .or_else(|_| std::net::UdpSocket::bind(SocketAddrV4::new(*to.ip(), 0)))
-                    .with_context(|| format!("cannot open a UDP socket for {to}"))
-            })
-            .collect::<Result<_>>()?;
-        let start = Instant::now();
-        for (t, k, b) in &merged {
-            let due = start + Duration::from_secs_f64(*t as f64 / 1e6 / a.speed);
-            let now = Instant::now();
-            if due > now {
-                std::thread::sleep(due - now);
-            }
-            // A refused datagram (nobody listening yet) is not fatal.
-            let _ = socks[*k].send_to(b, addrs[*k].1);
-        }
+    let t = Traffic::new(&legs, &o).map_err(|e| anyhow::anyhow!("{}: {e}", a.file.display()))?;
+    match &a.pcap {
+        Some(p) => t
+            .write_pcap(p)
+            .with_context(|| format!("cannot write {}", p.display()))?,
+        None => t.send(a.speed).context("cannot open a UDP socket")?,
     }
     println!(
         "{}",
-        serde_json::to_string(&serde_json::json!({ "streams": report }))?
+        serde_json::to_string(&serde_json::json!({ "streams": t.streams }))?
     );
     Ok(0)
 }

@@ -1,5 +1,8 @@
 //! Output writers: JSON lines, a JSON array, CSV rows per turn, and a
-//! human-readable table; plus the CSV of call summaries for archives.
+//! human-readable table; plus the CSV of call summaries for archives, and
+//! the outputs of concurrent calls ([`calls`]).
+
+pub mod calls;
 
 use std::io::{self, Write};
 
@@ -228,12 +231,18 @@ impl<W: Write> EventWriter<W> {
 
     /// Close the output (ends the JSON array) and flush.
     pub fn finish(mut self) -> io::Result<W> {
+        self.close()?;
+        Ok(self.out)
+    }
+
+    /// [`EventWriter::finish`] for a writer that is shared: nothing may be
+    /// written after it.
+    pub fn close(&mut self) -> io::Result<()> {
         if self.format == Format::Json {
             self.out
                 .write_all(if self.count == 0 { b"[]\n" } else { b"\n]\n" })?;
         }
-        self.out.flush()?;
-        Ok(self.out)
+        self.out.flush()
     }
 }
 

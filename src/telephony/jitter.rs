@@ -29,13 +29,22 @@ pub struct JitterConfig {
     pub window_ms: u32,
     /// A timestamp this far from the arrival time is a jump (re-anchor). ms.
     pub jump_ms: u32,
+    /// Longest silence released at once when nothing is buffered, ms: a
+    /// longer gap in the timeline (a packet stamped a day late, a capture
+    /// clock that leaps) is shortened to this and counted in `gaps_capped`.
+    pub max_gap_ms: u32,
 }
+
+/// Default longest silent gap, ms (30 s: a live call without RTP for that
+/// long ends by default).
+pub const MAX_GAP_MS: u32 = 30_000;
 
 impl Default for JitterConfig {
     fn default() -> Self {
         JitterConfig {
             window_ms: 100,
             jump_ms: 1000,
+            max_gap_ms: MAX_GAP_MS,
         }
     }
 }
@@ -46,8 +55,8 @@ pub const RATE: u32 = 8000;
 const MAX_SEQ_JUMP: i64 = 3000;
 /// Remembered sequence numbers for duplicate detection.
 const SEEN: usize = 1024;
-/// Most audio buffered ahead of the playout point (60 s).
-const MAX_AHEAD: i64 = 60 * RATE as i64;
+/// Most audio buffered ahead of the playout point, samples (60 s).
+pub const MAX_AHEAD: i64 = 60 * RATE as i64;
 
 pub use crate::event::RtpLegStats as LegStats;
 
@@ -139,6 +148,11 @@ impl Mixer {
     /// The playout delay in samples.
     pub fn window(&self) -> i64 {
         self.cfg.window_ms as i64 * RATE as i64 / 1000
+    }
+
+    /// The longest silent gap in samples.
+    fn max_gap(&self) -> i64 {
+        self.cfg.max_gap_ms as i64 * RATE as i64 / 1000
     }
 
     /// Note where a leg's packets come from.
@@ -262,11 +276,22 @@ impl Mixer {
 
     /// Release the timeline up to `pos` (exclusive) as interleaved frames
     /// appended to `out`; positions nothing was written to are silence.
+    /// Silence beyond the buffered audio is released for at most
+    /// `max_gap_ms`: the rest of a longer gap is skipped (the timeline moves
+    /// on without it) and counted as a capped gap on every leg.
     pub fn drain_to(&mut self, pos: i64, out: &mut Vec<f32>) {
         if pos <= self.cursor {
             return;
         }
-        let n = (pos - self.cursor) as usize;
+        let buffered = self.end() - self.cursor;
+        let mut n = pos - self.cursor;
+        if n > buffered + self.max_gap() {
+            n = buffered + self.max_gap();
+            for l in self.legs.iter_mut() {
+                l.stats.gaps_capped += 1;
+            }
+        }
+        let n = n as usize;
         out.reserve(n * self.legs.len());
         for _ in 0..n {
             for l in self.legs.iter_mut() {
@@ -446,6 +471,44 @@ mod tests {
         assert_eq!(out.len(), 2 * 8160);
         assert!(out[0] > 0.0 && out[1] == 0.0);
         assert!(out[2 * 8000] == 0.0 && out[2 * 8000 + 1] > 0.0);
+    }
+
+    /// Defect 1: one packet stamped hours late made `drain_to` zero-fill
+    /// the whole gap at once (a day: 5.5 GB for two legs).
+    #[test]
+    fn regression_late_timestamp_gap_is_capped() {
+        let mut m = Mixer::new(JitterConfig::default(), &[Role::Agent, Role::Customer]);
+        let mut out = Vec::new();
+        for i in 0..5u32 {
+            push(&mut m, 0, &pkt(i as u16, 160 * i, 1, 800), 160 * i as i64);
+        }
+        // Two hours later (a day, or the end of time, behaves the same).
+        for (k, late) in [2 * 3600 * 8000i64, 86_400 * 8000, i64::MAX / 4]
+            .into_iter()
+            .enumerate()
+        {
+            push(&mut m, 1, &pkt(9 + k as u16, 0, 2, 800), late);
+            m.drain_to(late - m.window(), &mut out);
+        }
+        m.drain_to(m.end(), &mut out);
+        let max = 2 * (5 * 160 + 3 * MAX_GAP_MS as usize * 8 + 160);
+        assert!(out.len() <= max, "{} samples released", out.len());
+        let s = m.stats();
+        assert_eq!((s[0].gaps_capped, s[1].gaps_capped), (3, 3));
+        // The audio before the gap is all there.
+        assert!(out[..2 * 800].chunks(2).all(|f| f[0] > 0.0));
+    }
+
+    #[test]
+    fn gap_within_the_limit_is_kept_whole() {
+        let mut m = mono();
+        let mut out = Vec::new();
+        push(&mut m, 0, &pkt(0, 0, 1, 800), 0);
+        let t = 20 * 8000; // 20 s of silence, then the next packet
+        push(&mut m, 0, &pkt(1, t as u32, 1, 800), t);
+        m.drain_to(m.end(), &mut out);
+        assert_eq!(out.len(), t as usize + 160);
+        assert_eq!(m.stats()[0].gaps_capped, 0);
     }
 
     #[test]

@@ -59,6 +59,30 @@ pub struct UaConfig {
     pub rtp_timeout: Duration,
     /// Most calls at once.
     pub max_calls: usize,
+    /// Calls whose pipelines still run (see `Spawner::gauge`): an ended
+    /// call counts until its summary is written, so calls that end faster
+    /// than they are scored cannot pile up pipelines.
+    pub pipelines: Option<Arc<std::sync::atomic::AtomicUsize>>,
+}
+
+impl UaConfig {
+    /// The agent as `[sip]` configures it, listening on `listen`.
+    pub fn from_config(s: &crate::config::SipConfig, listen: SocketAddr) -> Result<Self, String> {
+        Ok(UaConfig {
+            listen,
+            media_ip: s.media_ip,
+            rtp_ports: s.ports()?,
+            jitter: JitterConfig {
+                window_ms: s.jitter_ms,
+                ..Default::default()
+            },
+            caller_role: s.caller_role,
+            answer_delay: Duration::from_millis(s.answer_delay_ms),
+            rtp_timeout: crate::config::seconds("sip.rtp_timeout_s", s.rtp_timeout_s)?,
+            max_calls: s.max_calls,
+            pipelines: None,
+        })
+    }
 }
 
 /// A call handed to the pipeline.
@@ -234,8 +258,10 @@ pub fn sdp_body(m: &Message) -> Result<Option<String>, String> {
 }
 
 /// Best-effort reading of a message that failed to parse, for a 400: the
-/// request line and the headers a response must copy.
-fn salvage(data: &[u8]) -> Option<Message> {
+/// request line and the headers a response must copy. None when those are
+/// missing, or when one of them holds a control character (a bare CR would
+/// split it into two headers once copied into the response).
+pub fn salvage(data: &[u8]) -> Option<Message> {
     let text = String::from_utf8_lossy(&data[..data.len().min(sip::MAX_MESSAGE)]);
     let head = text.split("\r\n\r\n").next().unwrap_or(&text);
     let mut lines = head.lines();
@@ -265,10 +291,17 @@ fn salvage(data: &[u8]) -> Option<Message> {
                 ("cseq", "CSeq"),
             ] {
                 if k.eq_ignore_ascii_case(short) {
-                    headers.push((long.to_string(), v.trim().to_string()));
+                    let v = v.trim();
+                    if v.chars().any(|c| c.is_control() && c != '\t') {
+                        return None;
+                    }
+                    headers.push((long.to_string(), v.to_string()));
                 }
             }
         }
+    }
+    if headers.iter().filter(|(k, _)| k == "Via").count() > sip::MAX_VIAS {
+        return None; // a response copying them would not be valid either
     }
     let m = Message {
         start: StartLine::Request {
@@ -285,7 +318,7 @@ impl UserAgent {
     /// An agent that hands each answered call to `handler` (which starts
     /// the pipeline on its own thread).
     pub fn new(cfg: UaConfig, handler: Box<dyn FnMut(NewCall) + Send>) -> Self {
-        let first = cfg.rtp_ports.0 + cfg.rtp_ports.0 % 2;
+        let first = first_even(cfg.rtp_ports.0, cfg.rtp_ports.1).unwrap_or(cfg.rtp_ports.0);
         UserAgent {
             cfg,
             start: Instant::now(),
@@ -547,7 +580,12 @@ impl UserAgent {
             Ok(s) => s,
             Err(e) => return self.bad_request(sock, &msg, peer, &e.to_string()).await,
         };
-        if self.active() >= self.cfg.max_calls {
+        let scoring = self
+            .cfg
+            .pipelines
+            .as_ref()
+            .map_or(0, |g| g.load(Ordering::SeqCst));
+        if self.active().max(scoring) >= self.cfg.max_calls {
             return self
                 .reject(sock, &msg, peer, 486, "Busy Here", "call limit reached")
                 .await;
@@ -585,30 +623,7 @@ impl UserAgent {
                 )
                 .await;
         };
-        let mut answer_media = Vec::new();
-        let mut k = 0;
-        for (i, m) in offer.media.iter().enumerate() {
-            match accepted.iter().find(|(j, _)| *j == i) {
-                Some(&(_, pt)) => {
-                    let port = sockets[k].local_addr().map(|a| a.port()).unwrap_or(0);
-                    k += 1;
-                    answer_media.push(AnswerMedia {
-                        port,
-                        payload_type: pt,
-                        label: m.label.clone(),
-                        kind: m.kind.clone(),
-                        proto: m.proto.clone(),
-                    });
-                }
-                None => answer_media.push(AnswerMedia {
-                    port: 0,
-                    payload_type: 0,
-                    label: None,
-                    kind: m.kind.clone(),
-                    proto: m.proto.clone(),
-                }),
-            }
-        }
+        let answer_media = answer_media(&offer, &accepted, &sockets);
         let labels: Vec<Option<&str>> = accepted
             .iter()
             .map(|(i, _)| offer.media[*i].label.as_deref())
@@ -616,6 +631,40 @@ impl UserAgent {
         let roles = roles_for(&labels, self.cfg.caller_role);
         let answer_sdp = sdp::answer(self.seq, self.media_ip(), &answer_media);
         // Media tasks start now, so no packet is lost around the answer.
+        let (media, rx) = self.start_media(sockets);
+        let trying = msg.response(100, "Trying", None, &[], None);
+        self.send(sock, &trying, peer).await;
+        let now = Instant::now();
+        let state = CallState {
+            invite: msg,
+            invite_cseq: cseq,
+            to_tag: format!(
+                "cp{:x}{:x}",
+                self.seq,
+                self.start.elapsed().as_micros() & 0xFFFF
+            ),
+            peer,
+            answer_sdp,
+            roles,
+            response: None,
+            answer_due: now + self.cfg.answer_delay,
+            answered_at: None,
+            acked: false,
+            retrans_at: now,
+            retrans_every: T1,
+            media: Some(media),
+            rx: Some(rx),
+            ended_at: None,
+            safe_id: safe_call_id(&call_id),
+        };
+        self.calls.insert(call_id.clone(), state);
+        if self.cfg.answer_delay.is_zero() {
+            self.answer(sock, &call_id).await;
+        }
+    }
+
+    /// One task per RTP socket, feeding the call's packet queue.
+    fn start_media(&self, sockets: Vec<UdpSocket>) -> (Media, crossbeam_channel::Receiver<Packet>) {
         let (tx, rx) = crossbeam_channel::bounded::<Packet>(PACKET_QUEUE);
         let last = Arc::new(AtomicU64::new(0));
         let mut tasks = Vec::new();
@@ -654,39 +703,11 @@ impl UserAgent {
                 }
             }));
         }
-        drop(tx);
-        let trying = msg.response(100, "Trying", None, &[], None);
-        self.send(sock, &trying, peer).await;
-        let now = Instant::now();
-        let state = CallState {
-            invite: msg,
-            invite_cseq: cseq,
-            to_tag: format!(
-                "cp{:x}{:x}",
-                self.seq,
-                self.start.elapsed().as_micros() & 0xFFFF
-            ),
-            peer,
-            answer_sdp,
-            roles,
-            response: None,
-            answer_due: now + self.cfg.answer_delay,
-            answered_at: None,
-            acked: false,
-            retrans_at: now,
-            retrans_every: T1,
-            media: Some(Media {
-                tasks,
-                last_packet_ms: last,
-            }),
-            rx: Some(rx),
-            ended_at: None,
-            safe_id: safe_call_id(&call_id),
+        let media = Media {
+            tasks,
+            last_packet_ms: last,
         };
-        self.calls.insert(call_id.clone(), state);
-        if self.cfg.answer_delay.is_zero() {
-            self.answer(sock, &call_id).await;
-        }
+        (media, rx)
     }
 
     fn ok(c: &CallState, media_ip: IpAddr) -> Vec<u8> {
@@ -805,28 +826,27 @@ impl UserAgent {
 
     /// Bind `n` UDP sockets on consecutive even ports (P, P+2, ...).
     fn allocate(&mut self, n: usize) -> Option<Vec<UdpSocket>> {
-        let (lo, hi) = self.cfg.rtp_ports;
-        let lo = lo + lo % 2;
-        let span = (hi.saturating_sub(lo) / 2 + 1) as usize;
+        let (lo, hi) = (self.cfg.rtp_ports.0, self.cfg.rtp_ports.1 as u32);
+        let lo = first_even(lo, hi as u16)? as u32;
+        let n = n as u32;
+        let span = (hi - lo) / 2 + 1;
         let ip = self.media_ip();
         for _ in 0..span {
-            let p = self.next_port;
-            self.next_port = if p as u32 + 2 * n as u32 > hi as u32 {
-                lo
-            } else {
-                p + 2 * n as u16
-            };
-            if p as u32 + 2 * (n as u32 - 1) > hi as u32 {
+            let p = self.next_port as u32;
+            let next = p + 2 * n;
+            self.next_port = if next > hi { lo as u16 } else { next as u16 };
+            if p < lo || p + 2 * (n - 1) > hi {
                 continue;
             }
             let mut socks = Vec::new();
             for k in 0..n {
-                match std::net::UdpSocket::bind(SocketAddr::new(ip, p + 2 * k as u16)) {
+                // p + 2k <= hi <= 65535: fits.
+                match std::net::UdpSocket::bind(SocketAddr::new(ip, (p + 2 * k) as u16)) {
                     Ok(s) => socks.push(s),
                     Err(_) => break,
                 }
             }
-            if socks.len() == n {
+            if socks.len() == n as usize {
                 let mut out = Vec::new();
                 for s in socks {
                     s.set_nonblocking(true).ok()?;
@@ -837,6 +857,41 @@ impl UserAgent {
         }
         None
     }
+}
+
+/// The answer's media lines: the accepted streams on our ports, the others
+/// refused (port 0).
+fn answer_media(offer: &Sdp, accepted: &[(usize, u8)], sockets: &[UdpSocket]) -> Vec<AnswerMedia> {
+    let mut ports = sockets
+        .iter()
+        .map(|s| s.local_addr().map(|a| a.port()).unwrap_or(0));
+    offer
+        .media
+        .iter()
+        .enumerate()
+        .map(|(i, m)| match accepted.iter().find(|(j, _)| *j == i) {
+            Some(&(_, pt)) => AnswerMedia {
+                port: ports.next().unwrap_or(0),
+                payload_type: pt,
+                label: m.label.clone(),
+                kind: m.kind.clone(),
+                proto: m.proto.clone(),
+            },
+            None => AnswerMedia {
+                port: 0,
+                payload_type: 0,
+                label: None,
+                kind: m.kind.clone(),
+                proto: m.proto.clone(),
+            },
+        })
+        .collect()
+}
+
+/// The first even port of `lo..=hi`, if any (RTP uses even ports).
+pub fn first_even(lo: u16, hi: u16) -> Option<u16> {
+    let p = lo as u32 + lo as u32 % 2;
+    (p <= hi as u32).then_some(p as u16)
 }
 
 #[cfg(test)]
@@ -885,6 +940,65 @@ Content-Type: multipart/mixed;boundary=\"XX\"\r\n\r\n\
         assert_eq!(m.call_id(), Some("c"));
         assert!(salvage(b"\x00\x01garbage").is_none());
         assert!(salvage(b"INVITE sip:x SIP/2.0\r\nCall-ID: c\r\n\r\n").is_none());
+    }
+
+    /// Defect 7: a bare CR inside a copied header went into the 400 and
+    /// split it, so a request could add headers to our response.
+    #[test]
+    fn regression_salvage_copies_no_bare_cr_into_a_400() {
+        let bad = b"INVITE sip:x SIP/2.0\r\nVia: SIP/2.0/UDP h\rX-Injected: evil\r\nCall-ID: c\r\nCSeq: 1 INVITE\r\nContent-Length: 999\r\n\r\n";
+        assert!(sip::parse(bad).is_err());
+        if let Some(m) = salvage(bad) {
+            let r = m.response(400, "Bad Request", None, &[], None);
+            let bare = r
+                .iter()
+                .enumerate()
+                .any(|(i, &b)| b == b'\r' && r.get(i + 1) != Some(&b'\n'));
+            assert!(!bare, "{}", String::from_utf8_lossy(&r));
+        }
+        let tab = b"INVITE sip:x SIP/2.0\r\nVia: SIP/2.0/UDP\th\r\nCall-ID: c\r\nCSeq: 1 INVITE\r\nContent-Length: 9\r\n\r\n";
+        assert!(
+            salvage(tab).is_some(),
+            "a tab is not a control character here"
+        );
+    }
+
+    /// Found by the salvage fuzz target: a request with two To (and
+    /// Call-ID) headers; the 400 copies the first of each, and parses.
+    #[test]
+    fn regression_fuzz_salvage_duplicate_to() {
+        let found = include_bytes!("../../fuzz/regressions/salvage-duplicate-to.bin");
+        assert!(sip::parse(found).is_err());
+        let m = salvage(found).expect("enough to answer");
+        assert_eq!(m.headers_named("To").count(), 2);
+        let r = m.response(400, "Bad Request", None, &[], None);
+        let back = sip::parse(&r).expect("our 400 parses");
+        assert_eq!(back.headers_named("To").count(), 1);
+        assert_eq!(back.header("To"), m.header("To"));
+        assert_eq!(back.header("Call-ID"), Some("1@cam: <sip:customeag=c1"));
+    }
+
+    /// Defect 6: `lo + lo % 2` overflowed for `--rtp-ports 65535`.
+    #[tokio::test]
+    async fn regression_top_port_range_does_not_overflow() {
+        let cfg = |ports| UaConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            media_ip: None,
+            rtp_ports: ports,
+            jitter: JitterConfig::default(),
+            caller_role: Role::Customer,
+            answer_delay: Duration::ZERO,
+            rtp_timeout: Duration::from_secs(1),
+            max_calls: 1,
+            pipelines: None,
+        };
+        let mut ua = UserAgent::new(cfg((65535, 65535)), Box::new(|_| {}));
+        assert!(ua.allocate(1).is_none(), "no even port in 65535-65535");
+        let mut ua = UserAgent::new(cfg((65534, 65535)), Box::new(|_| {}));
+        assert!(ua.allocate(2).is_none(), "65534 + 2 is past the range");
+        assert_eq!(first_even(65535, 65535), None);
+        assert_eq!(first_even(65533, 65535), Some(65534));
+        assert_eq!(first_even(0, 0), Some(0));
     }
 
     #[test]

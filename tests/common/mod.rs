@@ -1,6 +1,9 @@
 //! Shared helpers for the integration tests: the binary, provisioned models,
-//! fixture scripts and word error rate.
+//! fixture scripts, word error rate, a child's peak memory, and (in
+//! [`net`]) the one HTTP and WebSocket client the tests use.
 #![allow(dead_code)]
+
+pub mod net;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -14,8 +17,14 @@ pub fn fixture(name: &str) -> PathBuf {
     root().join("audio-fixtures").join(name)
 }
 
+/// The binary under test: this build, or `CALLPULSE_TEST_BIN` (to run the
+/// tests against another build, e.g. to see a regression test fail on the
+/// commit before its fix).
 pub fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_callpulse"))
+    match std::env::var_os("CALLPULSE_TEST_BIN") {
+        Some(p) => Command::new(p),
+        None => Command::new(env!("CARGO_BIN_EXE_callpulse")),
+    }
 }
 
 static MODELS: Once = Once::new();
@@ -168,6 +177,91 @@ pub fn wait_exit(
         assert!(t.elapsed() < timeout, "{what}");
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
+}
+
+/// A value in kB from `/proc/PID/status` (`VmRSS`, `VmHWM`: the peak).
+pub fn proc_kb(pid: u32, field: &str) -> Option<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    s.lines()
+        .find(|l| l.starts_with(field))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+/// Wait for `child` to exit while watching its peak resident memory
+/// (`VmHWM`, polled every 20 ms: it only grows, so the last reading is the
+/// peak up to that moment). Over `limit_kb`, the child is killed and the
+/// test fails, before the machine runs short. Returns the exit status and
+/// the peak in kB.
+pub fn wait_within_memory(
+    child: &mut std::process::Child,
+    limit_kb: u64,
+    timeout: std::time::Duration,
+    what: &str,
+) -> (std::process::ExitStatus, u64) {
+    let t = std::time::Instant::now();
+    let mut peak = 0;
+    loop {
+        if let Some(kb) = proc_kb(child.id(), "VmHWM:") {
+            peak = peak.max(kb);
+        }
+        if peak > limit_kb {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "{what}: peak RSS {} MB over the limit of {} MB",
+                peak / 1024,
+                limit_kb / 1024
+            );
+        }
+        if let Some(s) = child.try_wait().unwrap() {
+            return (s, peak);
+        }
+        if t.elapsed() > timeout {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "{what}: still running after {timeout:?} (peak RSS {} MB)",
+                peak / 1024
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// Run `cmd` to its end under [`wait_within_memory`], collecting its
+/// output; returns the output and the peak RSS in kB.
+pub fn output_within_memory(
+    cmd: &mut Command,
+    limit_kb: u64,
+    timeout: std::time::Duration,
+    what: &str,
+) -> (Output, u64) {
+    use std::io::Read;
+    use std::process::Stdio;
+    let mut c = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let drain = |mut r: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut v = Vec::new();
+            let _ = r.read_to_end(&mut v);
+            v
+        })
+    };
+    let out = drain(Box::new(c.stdout.take().unwrap()));
+    let err = drain(Box::new(c.stderr.take().unwrap()));
+    let (status, peak) = wait_within_memory(&mut c, limit_kb, timeout, what);
+    let output = Output {
+        status,
+        stdout: out.join().unwrap(),
+        stderr: err.join().unwrap(),
+    };
+    (output, peak)
 }
 
 pub fn turns(events: &[serde_json::Value]) -> Vec<&serde_json::Value> {
