@@ -7,6 +7,7 @@
 //! asr = "tiny.en"                 # or "base"
 //! whisper_model = "/path/ggml-small.bin"   # optional: your own ggml file (env CALLPULSE_WHISPER_MODEL)
 //! onnxruntime_lib = "/path/libonnxruntime.so"  # optional (env CALLPULSE_ORT_LIB)
+//! language_id = true             # tiny.en: flag non-English calls (uses Whisper base when installed)
 //!
 //! [roles]
 //! channel0 = "agent"
@@ -17,7 +18,7 @@
 //! threads = 0            # 0 = all cores
 //! beam_size = 0          # greedy
 //! adaptive_audio_ctx = true
-//! language = "en"
+//! language = "en"          # multilingual models: "auto" (per turn) or a code; flag --language
 //! no_speech_threshold = 0.6
 //!
 //! [segment]
@@ -166,7 +167,7 @@ pub enum AsrModel {
 }
 
 /// `[models]`: where models live.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ModelsConfig {
     /// Install directory (default: `models/store` in the source tree, or
@@ -178,6 +179,22 @@ pub struct ModelsConfig {
     pub whisper_model: Option<PathBuf>,
     /// Use this ONNX Runtime library instead of the provisioned one.
     pub onnxruntime_lib: Option<PathBuf>,
+    /// With an English-only recogniser, identify each call's language with
+    /// Whisper base when it is installed (`models fetch --asr base`), and
+    /// flag calls in other languages instead of scoring invented English.
+    pub language_id: bool,
+}
+
+impl Default for ModelsConfig {
+    fn default() -> Self {
+        ModelsConfig {
+            dir: None,
+            asr: AsrModel::default(),
+            whisper_model: None,
+            onnxruntime_lib: None,
+            language_id: true,
+        }
+    }
 }
 
 /// `[roles]`: which party each channel carries.

@@ -10,7 +10,7 @@
 use serde::{Deserialize, Serialize};
 
 /// Version of the event schema written in every event's `schema` field.
-pub const SCHEMA_VERSION: &str = "1.3";
+pub const SCHEMA_VERSION: &str = "1.4";
 
 /// Which party a leg carries.
 #[derive(
@@ -249,6 +249,16 @@ pub struct TurnEvent {
     pub text: String,
     /// Words with times.
     pub words: Vec<Word>,
+    /// The spoken language (ISO 639-1): from a multilingual recogniser per
+    /// turn, or from the language-ID pass over an English-only recogniser's
+    /// call; absent when nothing checked it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub language: Option<String>,
+    /// Why the turn was not scored: an English-only recogniser heard another
+    /// language, so `text` is not what was said; polarity is neutral with no
+    /// emotion or indicators.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unscored: Option<String>,
     /// Text polarity.
     pub polarity: Polarity,
     /// The polarity score on a -5..+5 scale (score × 5, one decimal).
@@ -547,6 +557,16 @@ pub struct SummaryEvent {
     /// Overlaps, silences, peak frustration, shifts and alerts.
     #[serde(default)]
     pub conversation: ConversationSummary,
+    /// The call's main language (most talk time), when checked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub language: Option<String>,
+    /// Talk time per detected language, seconds.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub languages: std::collections::BTreeMap<String, f64>,
+    /// What the user should know about the whole call, e.g. that its
+    /// language needs the multilingual model.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
     /// Pipeline counters and wall time.
     pub stats: PipelineStats,
 }

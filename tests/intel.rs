@@ -400,7 +400,7 @@ fn eval_reports_calibration_emotion_and_a_call_against_its_script() {
     let out = run(&[
         "eval",
         "emotion",
-        root().join("data/support_emotion.jsonl").to_str().unwrap(),
+        root().join("data/support_heldout.jsonl").to_str().unwrap(),
         "--json",
     ]);
     assert!(

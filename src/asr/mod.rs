@@ -4,7 +4,7 @@
 //! whisper-rs. The model ([`WhisperModel`], an `Arc` around the context) is
 //! loaded once and shared; each worker gets its own decoding state.
 
-mod whisper;
+pub mod whisper;
 
 pub use whisper::{AsrConfig, WhisperAsr, WhisperModel};
 
@@ -28,6 +28,13 @@ pub struct Transcript {
     pub text: String,
     /// Words with times.
     pub words: Vec<AsrWord>,
+    /// The spoken language (ISO 639-1): decoded by a multilingual model, or
+    /// identified by the language-ID pass of an English-only model; None
+    /// when nobody checked.
+    pub language: Option<String>,
+    /// An English-only model heard another language: the text is not what
+    /// was said and must not be scored.
+    pub foreign: bool,
     /// True when the first pass repeated itself and the audio was decoded again
     /// with the full encoder window.
     pub retried: bool,

@@ -51,7 +51,7 @@ impl AsrConfig {
         if !(0.0..=1.0).contains(&self.no_speech_threshold) {
             return Err("asr.no_speech_threshold must be in [0, 1]".into());
         }
-        Ok(())
+        validate_language(&self.language).map_err(|e| format!("asr.language: {e}"))
     }
 
     fn n_threads(&self) -> i32 {
@@ -77,6 +77,107 @@ static DECODE_GATE: std::sync::Mutex<()> = std::sync::Mutex::new(());
 pub struct WhisperModel {
     ctx: Arc<WhisperContext>,
     cfg: AsrConfig,
+    /// A multilingual model that identifies the language of calls decoded
+    /// by an English-only one.
+    lid: Option<Arc<WhisperContext>>,
+}
+
+/// Language-ID passes per call before its language is settled.
+const LID_VOTES: usize = 3;
+/// A call is in another language than English when English's mean
+/// language-ID probability over its first turns is below this (accented
+/// English and the telephone band measured 0.5 and above; espeak-ng French,
+/// German and Spanish and real Swedish 0.16 and below).
+const LID_MAX_EN_P: f32 = 0.2;
+/// Turns shorter than this are not used for language ID (seconds).
+const LID_MIN_S: f64 = 1.5;
+
+/// The language of a call decoded by an English-only model, from the mean
+/// of a few language-ID passes of a multilingual model over its first turns.
+#[derive(Default)]
+struct LanguageId {
+    sum: Vec<f32>,
+    passes: usize,
+}
+
+impl LanguageId {
+    fn settled(&self) -> bool {
+        self.passes >= LID_VOTES
+    }
+
+    fn add(&mut self, probs: &[f32]) {
+        if self.sum.len() < probs.len() {
+            self.sum.resize(probs.len(), 0.0);
+        }
+        for (s, p) in self.sum.iter_mut().zip(probs) {
+            *s += p;
+        }
+        self.passes += 1;
+    }
+
+    /// English unless the mean probability of English is low; then the most
+    /// probable language.
+    fn language(&self) -> Option<String> {
+        if self.passes == 0 {
+            return None;
+        }
+        let en = whisper_rs::get_lang_id("en").unwrap_or(0) as usize;
+        let mean_en = self.sum.get(en).copied().unwrap_or(0.0) / self.passes as f32;
+        if mean_en >= LID_MAX_EN_P {
+            return Some("en".into());
+        }
+        let top = (0..self.sum.len()).max_by(|a, b| self.sum[*a].total_cmp(&self.sum[*b]))?;
+        lang_code(top as i32)
+    }
+}
+
+/// The languages decoded so far in a call (`language = "auto"`).
+#[derive(Default)]
+struct LanguageVotes {
+    votes: Vec<String>,
+}
+
+impl LanguageVotes {
+    /// The most frequent vote (the earliest on a tie).
+    fn language(&self) -> Option<String> {
+        let mut best: Option<(&String, usize)> = None;
+        for v in &self.votes {
+            let n = self.votes.iter().filter(|x| *x == v).count();
+            if best.is_none_or(|(_, b)| n > b) {
+                best = Some((v, n));
+            }
+        }
+        best.map(|(v, _)| v.clone())
+    }
+}
+
+/// A turn detected in another language than the call's is decoded again in
+/// the call's language, and that reading is kept unless the other one's mean
+/// word probability is higher by more than this (short turns of accented
+/// speech are often misidentified, and decoded confidently).
+const CALL_LANGUAGE_MARGIN: f32 = 0.1;
+
+fn mean_probability(t: &Transcript) -> f32 {
+    if t.words.is_empty() {
+        return 0.0;
+    }
+    t.words.iter().map(|w| w.probability).sum::<f32>() / t.words.len() as f32
+}
+
+/// Whisper's language code for an id.
+fn lang_code(id: i32) -> Option<String> {
+    whisper_rs::get_lang_str(id).map(str::to_string)
+}
+
+/// Check a `--language` value: `auto` or a code Whisper knows.
+pub fn validate_language(s: &str) -> Result<(), String> {
+    if s == "auto" || whisper_rs::get_lang_id(s).is_some() {
+        Ok(())
+    } else {
+        Err(format!(
+            "unknown language '{s}': expected auto or a Whisper language code (en, es, de, fr, pt, it, ...)"
+        ))
+    }
 }
 
 impl WhisperModel {
@@ -100,7 +201,23 @@ impl WhisperModel {
         Ok(WhisperModel {
             ctx: Arc::new(ctx),
             cfg,
+            lid: None,
         })
+    }
+
+    /// Identify the language of calls with this multilingual model when the
+    /// recogniser is English-only (a no-op for a multilingual recogniser).
+    pub fn with_language_id(mut self, lid: &WhisperModel) -> Self {
+        if !self.is_multilingual() && lid.is_multilingual() {
+            self.lid = Some(lid.ctx.clone());
+        }
+        self
+    }
+
+    /// True when calls are checked for their language: a multilingual
+    /// model, or an English-only one with a language-ID model.
+    pub fn checks_language(&self) -> bool {
+        self.is_multilingual() || self.lid.is_some()
     }
 
     /// Where decoding runs: `cuda` in a build with the `cuda` feature
@@ -124,9 +241,20 @@ impl WhisperModel {
             .ctx
             .create_state()
             .map_err(|e| AsrError::Decode(format!("cannot create decoder state: {e}")))?;
+        let lid_state =
+            match &self.lid {
+                Some(ctx) => Some(ctx.create_state().map_err(|e| {
+                    AsrError::Decode(format!("cannot create language-ID state: {e}"))
+                })?),
+                None => None,
+            };
         Ok(WhisperAsr {
             model: self.clone(),
             state,
+            lid_state,
+            lid: LanguageId::default(),
+            decoded: LanguageVotes::default(),
+            force_language: None,
         })
     }
 }
@@ -142,6 +270,12 @@ impl super::AsrModel for WhisperModel {
 pub struct WhisperAsr {
     model: WhisperModel,
     state: WhisperState,
+    lid_state: Option<WhisperState>,
+    lid: LanguageId,
+    /// `language = "auto"` on a multilingual model: the languages decoded so far.
+    decoded: LanguageVotes,
+    /// Decode in this language instead of the configured one.
+    force_language: Option<String>,
 }
 
 /// Encoder frames per second of audio (whisper: 1500 per 30 s).
@@ -186,8 +320,11 @@ impl WhisperAsr {
         p.set_logprob_thold(-1.0);
         let seconds = audio.len() as f64 / 16_000.0;
         if self.model.is_multilingual() {
-            let lang = cfg.language.as_str();
-            p.set_language(Some(if lang == "auto" { "auto" } else { lang }));
+            let lang = self
+                .force_language
+                .as_deref()
+                .unwrap_or(cfg.language.as_str());
+            p.set_language(Some(lang));
         } else {
             p.set_language(Some("en"));
         }
@@ -218,7 +355,9 @@ impl WhisperAsr {
         for seg in self.state.as_iter() {
             let n = seg.n_tokens();
             let no_speech = seg.no_speech_probability();
-            let mut seg_words: Vec<(String, f64, f64, f32, u32)> = Vec::new();
+            // Words as raw bytes: a character outside ASCII may be split
+            // across two tokens, so text is decoded once per word.
+            let mut seg_words: Vec<(Vec<u8>, f64, f64, f32, u32)> = Vec::new();
             let mut psum = 0.0;
             let mut pcount = 0;
             for i in 0..n {
@@ -229,24 +368,24 @@ impl WhisperAsr {
                     continue;
                 }
                 let data = tok.token_data();
-                let bytes = tok.to_bytes().unwrap_or(&[]);
-                let piece = String::from_utf8_lossy(bytes).to_string();
+                let piece = tok.to_bytes().unwrap_or(&[]);
                 psum += data.p;
                 pcount += 1;
                 let t0 = data.t0.max(0) as f64 / 100.0;
                 let t1 = data.t1.max(data.t0).max(0) as f64 / 100.0;
-                let starts_word = piece.starts_with(' ') || seg_words.is_empty();
-                let is_punct = piece.trim().chars().all(|c| c.is_ascii_punctuation());
+                let starts_word = piece.first() == Some(&b' ') || seg_words.is_empty();
+                let trimmed = piece.trim_ascii();
+                let is_punct = trimmed.iter().all(|c| c.is_ascii_punctuation());
                 match seg_words.last_mut() {
-                    Some(last) if !starts_word || (is_punct && !piece.trim().is_empty()) => {
-                        last.0.push_str(piece.trim_start());
+                    Some(last) if !starts_word || (is_punct && !trimmed.is_empty()) => {
+                        last.0.extend_from_slice(piece.trim_ascii_start());
                         if !is_punct {
                             last.2 = t1;
                         }
                         last.3 += data.p;
                         last.4 += 1;
                     }
-                    _ => seg_words.push((piece.trim().to_string(), t0, t1, data.p, 1)),
+                    _ => seg_words.push((trimmed.to_vec(), t0, t1, data.p, 1)),
                 }
             }
             let mean_p = if pcount > 0 {
@@ -257,7 +396,12 @@ impl WhisperAsr {
             if no_speech > cfg.no_speech_threshold && mean_p < 0.5 {
                 continue;
             }
-            raw.extend(seg_words.into_iter().filter(|w| !w.0.is_empty()));
+            raw.extend(
+                seg_words
+                    .into_iter()
+                    .filter(|w| !w.0.is_empty())
+                    .map(|(b, s, e, p, n)| (String::from_utf8_lossy(&b).into_owned(), s, e, p, n)),
+            );
         }
         let texts: Vec<String> = raw.iter().map(|w| w.0.clone()).collect();
         let (keep, repeated) = repetition_filter(&texts);
@@ -276,19 +420,107 @@ impl WhisperAsr {
             .map(|w| w.word.as_str())
             .collect::<Vec<_>>()
             .join(" ");
+        let language = if self.model.is_multilingual() {
+            lang_code(self.state.full_lang_id_from_state())
+        } else {
+            None
+        };
         Ok((
             Transcript {
                 text,
                 words,
                 retried: false,
+                language,
+                foreign: false,
             },
             repeated,
         ))
+    }
+
+    /// One language-ID pass over `audio` with the multilingual model.
+    fn identify(&mut self, audio: &[f32]) -> Result<(), AsrError> {
+        let threads = self.model.cfg.n_threads().max(1) as usize;
+        let Some(state) = self.lid_state.as_mut() else {
+            return Ok(());
+        };
+        let err = |e: whisper_rs::WhisperError| AsrError::Decode(format!("language ID: {e}"));
+        let (id, probs) = {
+            let _gate = DECODE_GATE.lock().unwrap_or_else(|e| e.into_inner());
+            state.pcm_to_mel(audio, threads).map_err(err)?;
+            state.lang_detect(0, threads).map_err(err)?
+        };
+        let en = whisper_rs::get_lang_id("en").unwrap_or(0) as usize;
+        tracing::debug!(
+            "language ID over {:.1} s: {} {:.2}, en {:.2}",
+            audio.len() as f64 / 16_000.0,
+            lang_code(id).unwrap_or_default(),
+            probs.get(id as usize).copied().unwrap_or(0.0),
+            probs.get(en).copied().unwrap_or(0.0)
+        );
+        self.lid.add(&probs);
+        Ok(())
+    }
+
+    /// Give an English-only model's transcript the call's language, running
+    /// language ID on the first turns long enough for it.
+    fn check_language(&mut self, audio: &[f32], t: &mut Transcript) -> Result<(), AsrError> {
+        if self.lid_state.is_none() || self.model.is_multilingual() {
+            return Ok(());
+        }
+        if !self.lid.settled() && audio.len() as f64 / 16_000.0 >= LID_MIN_S {
+            self.identify(audio)?;
+        }
+        t.language = self.lid.language();
+        t.foreign = t.language.as_deref().is_some_and(|l| l != "en");
+        Ok(())
+    }
+
+    fn transcribe_checked(&mut self, audio: &[f32]) -> Result<Transcript, AsrError> {
+        let mut t = self.transcribe_text(audio)?;
+        self.check_language(audio, &mut t)?;
+        if self.model.is_multilingual() && self.model.cfg.language == "auto" {
+            t = self.second_opinion(audio, t)?;
+        }
+        Ok(t)
+    }
+
+    /// Auto-detected language: a turn detected in another language than the
+    /// call's so far is decoded again in the call's language, which wins
+    /// unless the first reading is clearly more confident.
+    fn second_opinion(&mut self, audio: &[f32], t: Transcript) -> Result<Transcript, AsrError> {
+        let call = self.decoded.language();
+        let seen = call
+            .as_ref()
+            .map_or(0, |c| self.decoded.votes.iter().filter(|v| *v == c).count());
+        let t = match call {
+            Some(call) if seen >= 2 && t.language.as_ref() != Some(&call) => {
+                self.force_language = Some(call);
+                let again = self.transcribe_text(audio);
+                self.force_language = None;
+                let again = again?;
+                if mean_probability(&again) + CALL_LANGUAGE_MARGIN >= mean_probability(&t) {
+                    again
+                } else {
+                    t
+                }
+            }
+            _ => t,
+        };
+        if let Some(l) = &t.language {
+            self.decoded.votes.push(l.clone());
+        }
+        Ok(t)
     }
 }
 
 impl Asr for WhisperAsr {
     fn transcribe(&mut self, audio: &[f32]) -> Result<Transcript, AsrError> {
+        self.transcribe_checked(audio)
+    }
+}
+
+impl WhisperAsr {
+    fn transcribe_text(&mut self, audio: &[f32]) -> Result<Transcript, AsrError> {
         let seconds = audio.len() as f64 / 16_000.0;
         if self.model.cfg.adaptive_audio_ctx && seconds < 14.0 {
             let ctx = audio_ctx_for(seconds);
@@ -308,6 +540,46 @@ impl Asr for WhisperAsr {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_call_language_is_the_most_frequent_vote() {
+        let mut v = LanguageVotes::default();
+        assert_eq!(v.language(), None);
+        v.votes = vec!["es".into(), "en".into()];
+        assert_eq!(v.language().as_deref(), Some("es"));
+        v.votes.push("en".into());
+        assert_eq!(v.language().as_deref(), Some("en"));
+    }
+
+    #[test]
+    fn a_call_is_foreign_only_when_english_is_unlikely_on_average() {
+        let n = (whisper_rs::get_lang_max_id() + 1) as usize;
+        let id = |l: &str| whisper_rs::get_lang_id(l).unwrap() as usize;
+        let probs = |pairs: &[(&str, f32)]| {
+            let mut p = vec![0.0; n];
+            for (l, v) in pairs {
+                p[id(l)] = *v;
+            }
+            p
+        };
+        let mut lid = LanguageId::default();
+        assert_eq!(lid.language(), None);
+        lid.add(&probs(&[("fr", 0.3), ("en", 0.08)]));
+        lid.add(&probs(&[("pl", 0.4), ("fr", 0.2), ("en", 0.01)]));
+        assert_eq!(lid.language().as_deref(), Some("fr"));
+        assert!(!lid.settled());
+        lid.add(&probs(&[("en", 0.9)]));
+        assert!(lid.settled());
+        assert_eq!(lid.language().as_deref(), Some("en"));
+    }
+
+    #[test]
+    fn languages_are_checked() {
+        assert!(validate_language("auto").is_ok());
+        assert!(validate_language("pt").is_ok());
+        let e = validate_language("klingon").unwrap_err();
+        assert!(e.contains("klingon") && e.contains("auto"), "{e}");
+    }
 
     #[test]
     fn audio_ctx_keeps_a_margin() {

@@ -58,6 +58,16 @@ pub struct ModelArgs {
     /// Beam width (0 = greedy). [config: asr.beam_size]
     #[arg(long)]
     pub beam_size: Option<u32>,
+    /// Spoken language for a multilingual model (`--asr base`): `auto`
+    /// detects it per turn, or a code such as es, de, fr, pt, it.
+    /// [config: asr.language]
+    #[arg(long, value_name = "auto|CODE", value_parser = parse_language)]
+    pub language: Option<String>,
+}
+
+fn parse_language(s: &str) -> Result<String, String> {
+    callpulse::asr::whisper::validate_language(s)?;
+    Ok(s.to_string())
 }
 
 fn parse_asr(s: &str) -> Result<AsrModel, String> {
@@ -87,6 +97,9 @@ impl ModelArgs {
         }
         if let Some(b) = self.beam_size {
             cfg.asr.beam_size = b;
+        }
+        if let Some(l) = &self.language {
+            cfg.asr.language = l.clone();
         }
     }
 }

@@ -738,6 +738,8 @@ mod tests {
             start,
             end,
             text: "x".into(),
+            language: None,
+            unscored: None,
             words: vec![],
             polarity: Polarity {
                 label: PolarityLabel::Neutral,

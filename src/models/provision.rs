@@ -382,6 +382,10 @@ pub struct ModelPaths {
     pub speaker: PathBuf,
     /// The speech corpus folder ([`crate::corpus::Corpus::load`]).
     pub corpus: PathBuf,
+    /// Whisper base when installed and the recogniser is English-only: it
+    /// identifies the language of each call, so that a call in another
+    /// language is flagged instead of scored as invented English.
+    pub language_id: Option<PathBuf>,
 }
 
 impl ModelPaths {
@@ -411,6 +415,10 @@ impl ModelPaths {
             sentiment_data: dir.join("sentiment-data"),
             speaker: dir.join("campplus-zh-en/campplus.onnx"),
             corpus: dir.join(crate::corpus::COMPONENT),
+            language_id: (cfg.models.language_id
+                && cfg.models.asr == AsrModel::TinyEn
+                && is_installed(&dir, Component::WhisperBase))
+            .then(|| dir.join("whisper-base/ggml-base.bin")),
         }
     }
 }

@@ -78,6 +78,13 @@ pub(crate) struct AnalysisStage<'a, E: TextEncoder> {
     shared: &'a Shared,
 }
 
+/// Why a turn heard by an English-only model in another language is not scored.
+pub(crate) fn foreign_note(lang: &str) -> String {
+    format!(
+        "language '{lang}' heard by an English-only model: the transcript is unreliable and was not scored; run `callpulse models fetch --asr base` and score with `--asr base`"
+    )
+}
+
 fn round_words(words: &[AsrWord], off: f64, audio_end: f64) -> Vec<Word> {
     words
         .iter()
@@ -139,6 +146,7 @@ impl<'a, E: TextEncoder> AnalysisStage<'a, E> {
             .or_default()
             .score_and_update(&mut pros);
         let prosody_ms = elapsed_ms(t0);
+        let (language, foreign) = (transcript.language, transcript.foreign);
         let mut text = transcript.text;
         let redacted = if self.redact {
             crate::intel::redact_turn(&mut text, &mut words)
@@ -168,7 +176,14 @@ impl<'a, E: TextEncoder> AnalysisStage<'a, E> {
             }
             _ => leg_role,
         };
-        let polarity = self.models.head.polarity(&emb, role);
+        let (polarity, unscored) = if foreign {
+            (
+                PolarityHead::from_probs(&[0.0, 1.0, 0.0]),
+                Some(foreign_note(language.as_deref().unwrap_or("?"))),
+            )
+        } else {
+            (self.models.head.polarity(&emb, role), None)
+        };
         let intensity = sentiment::intensity(&polarity, &pros.z);
         let sentiment_ms = elapsed_ms(t1);
         let end = round3(turn.end as f64 / 16_000.0);
@@ -186,6 +201,8 @@ impl<'a, E: TextEncoder> AnalysisStage<'a, E> {
             end,
             text,
             words,
+            language,
+            unscored,
             polarity,
             score_5: 0.0,
             intensity,
@@ -232,8 +249,10 @@ impl<'a, E: TextEncoder> AnalysisStage<'a, E> {
         }
         let (mut ev, emb) = self.analyse(&job.turn, transcript)?;
         let t2 = Instant::now();
-        self.analyser
-            .enrich(&mut ev, &emb, &self.models.encoder, &self.models.head)?;
+        if ev.unscored.is_none() {
+            self.analyser
+                .enrich(&mut ev, &emb, &self.models.encoder, &self.models.head)?;
+        }
         ev.timings.stage_ms.sentiment += round1(elapsed_ms(t2));
         ev.timings.stage_ms.frontend = round1(job.frontend_ms);
         ev.timings.stage_ms.asr = round1(asr_ms);

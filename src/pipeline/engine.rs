@@ -150,7 +150,10 @@ impl RunOptions {
 impl Engine {
     /// Load every model once.
     pub fn load(cfg: &Config, paths: &ModelPaths) -> Result<Self, EngineError> {
-        let whisper = WhisperModel::load(&paths.whisper, cfg.asr.clone())?;
+        let mut whisper = WhisperModel::load(&paths.whisper, cfg.asr.clone())?;
+        if let Some(lid) = &paths.language_id {
+            whisper = whisper.with_language_id(&WhisperModel::load(lid, cfg.asr.clone())?);
+        }
         let vad = SileroModel::load(&paths.ort_lib, &paths.silero)?;
         let encoder = E5Encoder::load(
             &paths.ort_lib,

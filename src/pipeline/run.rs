@@ -251,6 +251,7 @@ fn summary(
     let c = &shared.counters;
     let (ring_frames, rate) = run.ring;
     let n_turns = closing.speakers.iter().map(|s| s.turns).sum();
+    let language = closing.language();
     SummaryEvent {
         schema: SCHEMA_VERSION.into(),
         call_id: run.call_id.into(),
@@ -258,6 +259,9 @@ fn summary(
         turns: n_turns,
         speakers: closing.speakers,
         score_5: closing.score_5,
+        language,
+        languages: closing.languages,
+        warnings: closing.warnings,
         conversation: closing.conversation,
         stats: PipelineStats {
             wall_seconds: round3(run.wall_s),

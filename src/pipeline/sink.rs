@@ -4,6 +4,8 @@
 //! Every final turn passes through the conversation tracker, whose shifts,
 //! recoveries and alerts follow it (alerts also to the webhook).
 
+use std::collections::BTreeMap;
+
 use crate::event::{now_unix_ms, ConversationSummary, Event, SpeakerSummary, StageMs, TurnEvent};
 use crate::intel::webhook::{Webhook, WebhookStats};
 use crate::intel::Conversation;
@@ -20,6 +22,20 @@ pub(crate) struct Closing {
     pub stage_ms: StageMs,
     pub partials_emitted: u32,
     pub webhook: WebhookStats,
+    /// Talk time per detected language.
+    pub languages: BTreeMap<String, f64>,
+    /// Call-level warnings (e.g. turns left unscored).
+    pub warnings: Vec<String>,
+}
+
+impl Closing {
+    /// The language with the most talk time.
+    pub fn language(&self) -> Option<String> {
+        self.languages
+            .iter()
+            .max_by(|a, b| a.1.total_cmp(b.1))
+            .map(|(l, _)| l.clone())
+    }
 }
 
 /// Orders, numbers and forwards a call's events.
@@ -31,6 +47,8 @@ pub(crate) struct SinkStage<'s> {
     next_turn_id: u32,
     totals: StageMs,
     partials_emitted: u32,
+    languages: BTreeMap<String, f64>,
+    unscored: (u32, Option<String>),
     sink: &'s mut dyn FnMut(Event),
 }
 
@@ -49,6 +67,8 @@ impl<'s> SinkStage<'s> {
             next_turn_id: 0,
             totals: StageMs::default(),
             partials_emitted: 0,
+            languages: BTreeMap::new(),
+            unscored: (0, None),
             sink,
         }
     }
@@ -74,6 +94,13 @@ impl<'s> SinkStage<'s> {
         self.totals.asr += st.asr;
         self.totals.prosody += st.prosody;
         self.totals.sentiment += st.sentiment;
+        if let Some(l) = &t.language {
+            *self.languages.entry(l.clone()).or_default() += t.end - t.start;
+        }
+        if let Some(why) = &t.unscored {
+            self.unscored.0 += 1;
+            self.unscored.1.get_or_insert_with(|| why.clone());
+        }
         let extra = self.conv.on_turn(&mut t);
         t.timings.emitted_unix_ms = now_unix_ms();
         (self.sink)(Event::Turn(t));
@@ -125,6 +152,15 @@ impl<'s> SinkStage<'s> {
                 stage_ms,
                 partials_emitted: self.partials_emitted,
                 webhook,
+                languages: self
+                    .languages
+                    .iter()
+                    .map(|(l, s)| (l.clone(), (s * 1000.0).round() / 1000.0))
+                    .collect(),
+                warnings: match &self.unscored {
+                    (n, Some(why)) => vec![format!("{n} turn(s) not scored: {why}")],
+                    _ => Vec::new(),
+                },
             },
             self.sink,
         )

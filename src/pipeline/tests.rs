@@ -53,6 +53,7 @@ impl Asr for FakeAsr {
             text: vec!["tone"; words.len()].join(" "),
             words,
             retried: false,
+            ..Default::default()
         })
     }
 }

@@ -185,6 +185,9 @@ pub(crate) fn empty_summary(call_id: &str) -> Event {
         speakers: Vec::new(),
         score_5: None,
         conversation: Default::default(),
+        language: None,
+        languages: Default::default(),
+        warnings: Vec::new(),
         stats: Default::default(),
     })
 }
