@@ -798,16 +798,20 @@ mod tests {
     }
 
     #[test]
-    fn the_trend_rule_waits_for_a_second_customer_turn() {
+    fn the_trend_rule_waits_for_a_third_customer_turn() {
         // Regression: the customer's first turn alone fired
-        // customer-trend-negative (the trend of one turn is that turn).
+        // customer-trend-negative (the trend of one turn is that turn), and a
+        // calm problem statement followed by one complaint fired it too
+        // (the escalation fixture, with the e5 heads).
         let mut c = conv();
         let mut t = turn(0, 1, 0.0, 3.0, -0.8, 0.1);
         assert!(kinds(&c.on_turn(&mut t)).is_empty());
         let mut t = turn(1, 0, 3.5, 5.0, 0.3, 0.0);
         assert!(kinds(&c.on_turn(&mut t)).is_empty());
-        // A second negative customer turn: now the trend has evidence.
         let mut t = turn(2, 1, 5.5, 8.0, -0.8, 0.1);
+        assert!(kinds(&c.on_turn(&mut t)).is_empty());
+        // A third negative customer turn: now the trend has evidence.
+        let mut t = turn(3, 1, 8.5, 10.0, -0.8, 0.1);
         assert_eq!(
             kinds(&c.on_turn(&mut t)),
             vec!["alert:customer-trend-negative"]

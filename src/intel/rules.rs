@@ -213,7 +213,7 @@ pub fn default_rules() -> Vec<Rule> {
         // A trend needs more than one turn: the first turn alone (often a
         // calm statement of the problem) never fires it.
         Rule {
-            min_turns: 2,
+            min_turns: 3,
             ..r(
                 "customer-trend-negative",
                 Severity::Medium,
@@ -223,7 +223,7 @@ pub fn default_rules() -> Vec<Rule> {
                 -0.5,
                 1,
                 1,
-                "customer mood trend below -0.5 over at least two of their turns",
+                "customer mood trend below -0.5 over at least three of their turns",
             )
         },
         r(
