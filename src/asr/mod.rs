@@ -60,6 +60,13 @@ pub enum AsrError {
 pub trait Asr: Send {
     /// Transcribe `audio` (16 kHz mono f32).
     fn transcribe(&mut self, audio: &[f32]) -> Result<Transcript, AsrError>;
+
+    /// Give a finished turn's transcript the call's language when the
+    /// recogniser cannot tell it itself (an English-only model with a
+    /// language-ID model). Only final turns pay for it, never partials.
+    fn identify_language(&mut self, _audio: &[f32], _t: &mut Transcript) -> Result<(), AsrError> {
+        Ok(())
+    }
 }
 
 /// A loaded recogniser model, shared by every call: hands out recognisers

@@ -477,7 +477,6 @@ impl WhisperAsr {
 
     fn transcribe_checked(&mut self, audio: &[f32]) -> Result<Transcript, AsrError> {
         let mut t = self.transcribe_text(audio)?;
-        self.check_language(audio, &mut t)?;
         if self.model.is_multilingual() && self.model.cfg.language == "auto" {
             t = self.second_opinion(audio, t)?;
         }
@@ -516,6 +515,10 @@ impl WhisperAsr {
 impl Asr for WhisperAsr {
     fn transcribe(&mut self, audio: &[f32]) -> Result<Transcript, AsrError> {
         self.transcribe_checked(audio)
+    }
+
+    fn identify_language(&mut self, audio: &[f32], t: &mut Transcript) -> Result<(), AsrError> {
+        self.check_language(audio, t)
     }
 }
 

@@ -105,7 +105,7 @@ impl<'a, A: Asr> AsrStage<'a, A> {
                 && c.audio_start == job.turn.audio_start
                 && c.samples == job.turn.samples.len()
         });
-        let (transcript, asr_ms, speculative) = match cached {
+        let (mut transcript, asr_ms, speculative) = match cached {
             Some(c) => {
                 self.shared
                     .counters
@@ -121,6 +121,10 @@ impl<'a, A: Asr> AsrStage<'a, A> {
                 (t, ms, false)
             }
         };
+        if !transcript.words.is_empty() {
+            self.rec
+                .identify_language(&job.turn.samples, &mut transcript)?;
+        }
         if transcript.retried {
             self.shared
                 .counters
