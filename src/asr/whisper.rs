@@ -79,7 +79,10 @@ pub struct WhisperModel {
     cfg: AsrConfig,
     /// A multilingual model that identifies the language of calls decoded
     /// by an English-only one.
-    lid: Option<Arc<WhisperContext>>,
+    /// Its one decoding state, shared by every call: language ID runs
+    /// under the decode gate anyway, and a state per call would cost each
+    /// concurrent call Whisper base's buffers.
+    lid: Option<Arc<std::sync::Mutex<WhisperState>>>,
 }
 
 /// Language-ID passes per call before its language is settled.
@@ -207,11 +210,15 @@ impl WhisperModel {
 
     /// Identify the language of calls with this multilingual model when the
     /// recogniser is English-only (a no-op for a multilingual recogniser).
-    pub fn with_language_id(mut self, lid: &WhisperModel) -> Self {
+    pub fn with_language_id(mut self, lid: &WhisperModel) -> Result<Self, AsrError> {
         if !self.is_multilingual() && lid.is_multilingual() {
-            self.lid = Some(lid.ctx.clone());
+            let state = lid
+                .ctx
+                .create_state()
+                .map_err(|e| AsrError::Decode(format!("cannot create language-ID state: {e}")))?;
+            self.lid = Some(Arc::new(std::sync::Mutex::new(state)));
         }
-        self
+        Ok(self)
     }
 
     /// True when calls are checked for their language: a multilingual
@@ -241,17 +248,10 @@ impl WhisperModel {
             .ctx
             .create_state()
             .map_err(|e| AsrError::Decode(format!("cannot create decoder state: {e}")))?;
-        let lid_state =
-            match &self.lid {
-                Some(ctx) => Some(ctx.create_state().map_err(|e| {
-                    AsrError::Decode(format!("cannot create language-ID state: {e}"))
-                })?),
-                None => None,
-            };
         Ok(WhisperAsr {
             model: self.clone(),
             state,
-            lid_state,
+            lid_state: self.lid.clone(),
             lid: LanguageId::default(),
             decoded: LanguageVotes::default(),
             force_language: None,
@@ -270,7 +270,7 @@ impl super::AsrModel for WhisperModel {
 pub struct WhisperAsr {
     model: WhisperModel,
     state: WhisperState,
-    lid_state: Option<WhisperState>,
+    lid_state: Option<Arc<std::sync::Mutex<WhisperState>>>,
     lid: LanguageId,
     /// `language = "auto"` on a multilingual model: the languages decoded so far.
     decoded: LanguageVotes,
@@ -440,12 +440,13 @@ impl WhisperAsr {
     /// One language-ID pass over `audio` with the multilingual model.
     fn identify(&mut self, audio: &[f32]) -> Result<(), AsrError> {
         let threads = self.model.cfg.n_threads().max(1) as usize;
-        let Some(state) = self.lid_state.as_mut() else {
+        let Some(shared) = self.lid_state.as_ref() else {
             return Ok(());
         };
         let err = |e: whisper_rs::WhisperError| AsrError::Decode(format!("language ID: {e}"));
         let (id, probs) = {
             let _gate = DECODE_GATE.lock().unwrap_or_else(|e| e.into_inner());
+            let mut state = shared.lock().unwrap_or_else(|e| e.into_inner());
             state.pcm_to_mel(audio, threads).map_err(err)?;
             state.lang_detect(0, threads).map_err(err)?
         };

@@ -152,7 +152,7 @@ impl Engine {
     pub fn load(cfg: &Config, paths: &ModelPaths) -> Result<Self, EngineError> {
         let mut whisper = WhisperModel::load(&paths.whisper, cfg.asr.clone())?;
         if let Some(lid) = &paths.language_id {
-            whisper = whisper.with_language_id(&WhisperModel::load(lid, cfg.asr.clone())?);
+            whisper = whisper.with_language_id(&WhisperModel::load(lid, cfg.asr.clone())?)?;
         }
         let vad = SileroModel::load(&paths.ort_lib, &paths.silero)?;
         let encoder = E5Encoder::load(
