@@ -137,20 +137,27 @@ impl LanguageId {
 /// The languages decoded so far in a call (`language = "auto"`).
 #[derive(Default)]
 struct LanguageVotes {
-    votes: Vec<String>,
+    /// Each language with its count, in order of first vote.
+    counts: Vec<(String, usize)>,
 }
 
 impl LanguageVotes {
-    /// The most frequent vote (the earliest on a tie).
-    fn language(&self) -> Option<String> {
-        let mut best: Option<(&String, usize)> = None;
-        for v in &self.votes {
-            let n = self.votes.iter().filter(|x| *x == v).count();
-            if best.is_none_or(|(_, b)| n > b) {
-                best = Some((v, n));
+    fn push(&mut self, lang: &str) {
+        match self.counts.iter_mut().find(|(l, _)| l == lang) {
+            Some((_, n)) => *n += 1,
+            None => self.counts.push((lang.to_string(), 1)),
+        }
+    }
+
+    /// The most frequent vote (the earliest on a tie) and its count.
+    fn leader(&self) -> Option<(&str, usize)> {
+        let mut best: Option<(&str, usize)> = None;
+        for (l, n) in &self.counts {
+            if best.is_none_or(|(_, b)| *n > b) {
+                best = Some((l, *n));
             }
         }
-        best.map(|(v, _)| v.clone())
+        best
     }
 }
 
@@ -488,10 +495,10 @@ impl WhisperAsr {
     /// call's so far is decoded again in the call's language, which wins
     /// unless the first reading is clearly more confident.
     fn second_opinion(&mut self, audio: &[f32], t: Transcript) -> Result<Transcript, AsrError> {
-        let call = self.decoded.language();
-        let seen = call
-            .as_ref()
-            .map_or(0, |c| self.decoded.votes.iter().filter(|v| *v == c).count());
+        let (call, seen) = match self.decoded.leader() {
+            Some((l, n)) => (Some(l.to_string()), n),
+            None => (None, 0),
+        };
         let t = match call {
             Some(call) if seen >= 2 && t.language.as_ref() != Some(&call) => {
                 self.force_language = Some(call);
@@ -507,7 +514,7 @@ impl WhisperAsr {
             _ => t,
         };
         if let Some(l) = &t.language {
-            self.decoded.votes.push(l.clone());
+            self.decoded.push(l);
         }
         Ok(t)
     }
@@ -548,11 +555,12 @@ mod tests {
     #[test]
     fn the_call_language_is_the_most_frequent_vote() {
         let mut v = LanguageVotes::default();
-        assert_eq!(v.language(), None);
-        v.votes = vec!["es".into(), "en".into()];
-        assert_eq!(v.language().as_deref(), Some("es"));
-        v.votes.push("en".into());
-        assert_eq!(v.language().as_deref(), Some("en"));
+        assert_eq!(v.leader(), None);
+        v.push("es");
+        v.push("en");
+        assert_eq!(v.leader(), Some(("es", 1)));
+        v.push("en");
+        assert_eq!(v.leader(), Some(("en", 2)));
     }
 
     #[test]
