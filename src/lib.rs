@@ -6,41 +6,69 @@
 //! ## Data flow
 //!
 //! ```text
-//!  WAV file ─▶ audio::wav ─▶ audio::resample (16 kHz, per leg)
+//!  capture: WAV file (audio::wav) · microphone (capture::mic) · stdin PCM
+//!           · SIP/RTP calls and pcap files (telephony: G.711 → audio::g711)
+//!                              │ frames per leg
+//!                              ▼
+//!  resample ─ pipeline::resample (audio::resample, rubato → 16 kHz)
 //!                              │
 //!                              ▼
-//!                 segment (Silero VAD → turns, per leg)
+//!  segment ── pipeline::segment (segment: Silero VAD → turns; partial and
+//!             speculative requests while a turn runs; pipeline::speakers
+//!             with diarize: who spoke when on a mono leg)
 //!                              │
 //!                              ▼
-//!                 asr (whisper.cpp: text + word times)
+//!  asr ────── pipeline::asr (asr::whisper: whisper.cpp text + word times;
+//!             language ID with Whisper base for an English-only model)
 //!                              │
-//!              ┌───────────────┴───────────────┐
-//!              ▼                               ▼
-//!     prosody (energy, F0,              sentiment (MiniLM → polarity
-//!      rate, pauses, z-scores)           head; intensity = text ⊕ arousal)
-//!              └───────────────┬───────────────┘
 //!                              ▼
-//!                 event (versioned schema) ─▶ sink (jsonl, json, csv, table)
+//!  analysis ─ pipeline::analysis: prosody (energy, F0, rate, pauses)
+//!             ⊕ sentiment (e5-small encoder → polarity and emotion heads)
+//!             → intel (indicators, spans, PII redaction, shifts, rules)
+//!                              │ events (event: the versioned schema)
+//!                              ▼
+//!  sink ───── pipeline::sink → sink (jsonl, json, csv, table), server hub,
+//!             webhook (intel::webhook), report (HTML, Markdown)
 //! ```
 //!
 //! Each stage runs on its own thread, joined by bounded crossbeam channels
-//! ([`pipeline`]). Models load once ([`pipeline::Engine`]) and are shared by
-//! every call; per-call and per-leg state is separate.
+//! ([`pipeline`], whose `run` wires them). Models load once
+//! ([`pipeline::Engine`]) and are shared by every call; per-call and
+//! per-leg state is separate.
 //!
 //! ## Modules
-//! - [`audio`]: WAV decoding, resampling.
-//! - [`segment`]: voice activity and turn segmentation.
-//! - [`diarize`]: who spoke when on one channel (speaker embeddings, clustering, DER).
-//! - [`asr`]: speech recognition.
-//! - [`prosody`]: prosodic features and speaker baselines.
-//! - [`sentiment`]: text encoder, polarity head, intensity fusion.
-//! - [`pipeline`]: the staged threads.
-//! - [`event`]: the output schema.
-//! - [`sink`]: output formats.
-//! - [`models`]: provisioning and the Whisper converter.
-//! - [`train`]: training and evaluating the polarity head.
-//! - [`eval`]: word error rate, transcripts and RTTM references.
+//! - [`audio`]: WAV decoding (PCM, float, μ-law, A-law), G.711, resampling.
+//! - [`capture`]: where live audio enters: microphone (cpal), stdin PCM.
+//! - [`segment`]: voice activity (`vad`) and turn segmentation (`turns`).
+//! - [`diarize`]: who spoke when on one channel: filterbank, CAM++
+//!   embeddings, clustering, online tracking, roles, DER.
+//! - [`asr`]: speech recognition (`whisper`), language ID and checks.
+//! - [`prosody`]: prosodic features (`pitch`: YIN) and speaker baselines.
+//! - [`sentiment`]: text `encoder` (e5-small through ONNX Runtime) and the
+//!   polarity and emotion `head`s.
+//! - [`intel`]: conversation intelligence: `indicators` (frustration,
+//!   sarcasm), `emotion`, `spans`, `dynamics` (shifts), `rules` (alerts),
+//!   `pii` (redaction: tokens, e-mail, IBAN, digit runs), `webhook`.
+//! - [`pipeline`]: the named stages (`resample`, `segment`, `asr`,
+//!   `analysis`, `speakers`, `sink`), their `messages`, queue policies and
+//!   `stats`; `engine` loads models, `run` wires the stages.
+//! - [`event`]: the output schema and the types it owns.
+//! - [`sink`]: output formats and per-call output files (`calls`).
+//! - [`report`]: HTML and Markdown reports of a scored call.
+//! - [`telephony`]: `sip` parsing, the user agent (`ua`), `sdp`, `rtp`,
+//!   the `jitter` buffer, `pcap` reading and the `capture` decoder, the RTP
+//!   `listener`, `sender` and pcap writer, the call `spawner`, `traffic`.
+//! - [`server`]: `serve`: `accept`, `auth`, `routes`, `uploads`, the live
+//!   `hub`, SQLite `history`, `metrics`, the dashboard.
+//! - [`models`]: provisioning (`provision`), the Whisper CTranslate2 → ggml
+//!   converter (`convert`), the e5 converter (`e5`), the CAM++ converter
+//!   (`campplus`, reading PyTorch pickles with `torch`), and the ONNX
+//!   writer (`onnx`).
+//! - [`runtime`]: the ONNX Runtime library, loaded once.
+//! - [`train`]: training and evaluating the text heads.
+//! - [`eval`]: word error rate, transcripts, RTTM references.
 //! - [`corpus`]: the real-speech test corpus and the built two-speaker calls.
+//! - [`bench`]: the measurement harnesses behind `callpulse bench`.
 //! - [`config`]: the TOML configuration.
 
 pub mod asr;

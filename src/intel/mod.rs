@@ -382,7 +382,16 @@ impl Conversation {
         let first = self.intervals.is_empty();
         self.intervals.push((t.start, t.end));
         self.speech_end = self.speech_end.max(t.end);
-        // Overlaps and interruptions against the other legs' recent turns.
+        self.on_overlaps(leg, t, &mut out);
+        let trend = self.on_mood(leg, t, &mut out);
+        self.keep(leg, t, trend);
+        self.apply_rules(leg, t, gap, first, &mut out);
+        out
+    }
+
+    /// Overlaps and interruptions against the other legs' recent turns;
+    /// rules on interruptions fire when the count crosses their threshold.
+    fn on_overlaps(&mut self, leg: usize, t: &TurnEvent, out: &mut Vec<Event>) {
         for other in 0..self.speakers.len() {
             if other == leg {
                 continue;
@@ -422,7 +431,10 @@ impl Conversation {
                 }
             }
         }
-        // Mood dynamics.
+    }
+
+    /// Mood dynamics: the turn's trend, shifts and recoveries. Returns the trend.
+    fn on_mood(&mut self, leg: usize, t: &mut TurnEvent, out: &mut Vec<Event>) -> f32 {
         let m = mood(t);
         let shift = self.dynamics[leg].observe(t.turn_id, m);
         let trend = self.dynamics[leg].trend().unwrap_or(m);
@@ -486,7 +498,12 @@ impl Conversation {
                 self.speakers[leg].low = None;
             }
         }
-        // Per-speaker bookkeeping.
+        trend
+    }
+
+    /// Per-speaker bookkeeping: talk, scores, peaks, emotions, recent turns.
+    fn keep(&mut self, leg: usize, t: &TurnEvent, trend: f32) {
+        let role = self.roles[leg];
         let ind = t.indicators.clone().unwrap_or_default();
         let seen = Seen {
             turn_id: t.turn_id,
@@ -549,7 +566,18 @@ impl Conversation {
                 start: t.start,
             });
         }
-        // Rules.
+    }
+
+    /// Rules over the speaker's recent turns, and the silence before this turn.
+    fn apply_rules(
+        &mut self,
+        leg: usize,
+        t: &TurnEvent,
+        gap: f64,
+        first: bool,
+        out: &mut Vec<Event>,
+    ) {
+        let role = self.roles[leg];
         for i in 0..self.rules.len() {
             let r = self.rules[i].clone();
             match r.metric {
@@ -600,7 +628,6 @@ impl Conversation {
                 }
             }
         }
-        out
     }
 
     /// End of call at `duration` seconds: final silence check, then the

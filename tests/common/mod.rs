@@ -89,78 +89,16 @@ pub fn script(name: &str) -> Script {
     serde_json::from_str(&std::fs::read_to_string(fixture(name)).unwrap()).unwrap()
 }
 
-const NUMBERS: [&str; 13] = [
-    "zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten",
-    "eleven", "twelve",
-];
-
-/// Lower-case words without punctuation, contractions expanded, small numbers
-/// spelled out (as Whisper's English normaliser does before scoring WER).
+/// The project's documented WER normaliser (`callpulse::eval::wer`): lower
+/// case, no punctuation, contractions expanded, numbers spelled out.
 pub fn normalise(s: &str) -> Vec<String> {
-    let lower = s.to_lowercase().replace('-', " ");
-    let mut out = Vec::new();
-    for w in lower.split_whitespace() {
-        let w: String = w
-            .chars()
-            .filter(|c| c.is_alphanumeric() || *c == '\'')
-            .collect();
-        let w = w.trim_matches('\'').to_string();
-        if w.is_empty() {
-            continue;
-        }
-        if let Ok(n) = w.parse::<usize>() {
-            if let Some(name) = NUMBERS.get(n) {
-                out.push(name.to_string());
-                continue;
-            }
-        }
-        let expanded: &[&str] = match w.as_str() {
-            "i'm" => &["i", "am"],
-            "won't" => &["will", "not"],
-            "can't" => &["can", "not"],
-            _ => &[],
-        };
-        if !expanded.is_empty() {
-            out.extend(expanded.iter().map(|x| x.to_string()));
-            continue;
-        }
-        let mut done = false;
-        for (suf, rep) in [
-            ("n't", "not"),
-            ("'ve", "have"),
-            ("'re", "are"),
-            ("'ll", "will"),
-            ("'d", "would"),
-        ] {
-            if let Some(stem) = w.strip_suffix(suf) {
-                out.push(stem.to_string());
-                out.push(rep.to_string());
-                done = true;
-                break;
-            }
-        }
-        if !done {
-            out.push(w);
-        }
-    }
-    out
+    callpulse::eval::wer::normalise(s)
 }
 
-/// Word error rate of `hyp` against `reference` (Levenshtein over normalised words).
+/// Word error rate of `hyp` against `reference`, through the same code as
+/// `callpulse eval asr`.
 pub fn wer(reference: &str, hyp: &str) -> f64 {
-    let r = normalise(reference);
-    let h = normalise(hyp);
-    let mut prev: Vec<usize> = (0..=h.len()).collect();
-    for i in 1..=r.len() {
-        let mut cur = vec![i; h.len() + 1];
-        for j in 1..=h.len() {
-            cur[j] = (prev[j] + 1)
-                .min(cur[j - 1] + 1)
-                .min(prev[j - 1] + usize::from(r[i - 1] != h[j - 1]));
-        }
-        prev = cur;
-    }
-    prev[h.len()] as f64 / r.len().max(1) as f64
+    callpulse::eval::wer::score(reference, hyp).wer()
 }
 
 /// Wait for a child to exit, failing with `what` after `timeout`.

@@ -154,252 +154,227 @@ pub(super) fn derive_hparams(
 /// Lists every tensor whisper.cpp loads, in OpenAI checkpoint order.
 pub(super) fn plan_tensors(hp: &Hparams) -> Vec<Planned> {
     let d = hp.n_audio_state;
-    let mut plan = Vec::new();
-    let mut add =
-        |name: String, source: String, source_shape: Vec<u64>, row_start: u64, dims: Vec<u64>| {
-            // 1-D tensors, both positional embeddings and the conv biases are f32.
-            let f32 = dims.len() < 2
-                || name.ends_with("positional_embedding")
-                || name == "encoder.conv1.bias"
-                || name == "encoder.conv2.bias";
-            plan.push(Planned {
-                name,
-                source,
-                source_shape,
-                row_start,
-                dims,
-                f32,
-            });
-        };
-    // Whole variable, same shape.
-    macro_rules! whole {
-        ($name:expr, $src:expr, $shape:expr) => {{
-            let shape: Vec<u64> = $shape;
-            add($name, $src, shape.clone(), 0, shape)
-        }};
-    }
-    // `rows` rows starting at `start` of a variable whose first axis is `total`.
-    macro_rules! rows {
-        ($name:expr, $src:expr, $total:expr, $start:expr, $rows:expr, $tail:expr) => {{
-            let tail: Vec<u64> = $tail;
-            let mut src_shape = vec![$total];
-            src_shape.extend(&tail);
-            let mut dims = vec![$rows];
-            dims.extend(&tail);
-            add($name, $src, src_shape, $start, dims)
-        }};
-    }
-    whole!(
-        "encoder.positional_embedding".into(),
-        "encoder/position_encodings/encodings".into(),
-        vec![hp.n_audio_ctx, d]
+    let mut p = Plan::default();
+    p.whole(
+        "encoder.positional_embedding",
+        "encoder/position_encodings/encodings",
+        vec![hp.n_audio_ctx, d],
     );
-    whole!(
-        "encoder.conv1.weight".into(),
-        "encoder/conv1/weight".into(),
-        vec![d, hp.n_mels, 3]
+    p.whole(
+        "encoder.conv1.weight",
+        "encoder/conv1/weight",
+        vec![d, hp.n_mels, 3],
     );
-    add(
-        "encoder.conv1.bias".into(),
-        "encoder/conv1/bias".into(),
+    p.add(
+        "encoder.conv1.bias",
+        "encoder/conv1/bias",
         vec![d],
         0,
         vec![d, 1],
     );
-    whole!(
-        "encoder.conv2.weight".into(),
-        "encoder/conv2/weight".into(),
-        vec![d, d, 3]
+    p.whole(
+        "encoder.conv2.weight",
+        "encoder/conv2/weight",
+        vec![d, d, 3],
     );
-    add(
-        "encoder.conv2.bias".into(),
-        "encoder/conv2/bias".into(),
+    p.add(
+        "encoder.conv2.bias",
+        "encoder/conv2/bias",
         vec![d],
         0,
         vec![d, 1],
     );
+    for i in 0..hp.n_audio_layer {
+        p.block("encoder", i, d);
+    }
+    p.whole(
+        "encoder.ln_post.weight",
+        "encoder/layer_norm/gamma",
+        vec![d],
+    );
+    p.whole("encoder.ln_post.bias", "encoder/layer_norm/beta", vec![d]);
+    p.whole(
+        "decoder.positional_embedding",
+        "decoder/position_encodings/encodings",
+        vec![hp.n_text_ctx, d],
+    );
+    p.whole(
+        "decoder.token_embedding.weight",
+        "decoder/embeddings/weight",
+        vec![hp.n_vocab, d],
+    );
+    for i in 0..hp.n_text_layer {
+        p.block("decoder", i, d);
+    }
+    p.whole("decoder.ln.weight", "decoder/layer_norm/gamma", vec![d]);
+    p.whole("decoder.ln.bias", "decoder/layer_norm/beta", vec![d]);
+    p.0
+}
 
-    for (side, layers) in [("encoder", hp.n_audio_layer), ("decoder", hp.n_text_layer)] {
-        if side == "decoder" {
-            whole!(
-                "encoder.ln_post.weight".into(),
-                "encoder/layer_norm/gamma".into(),
-                vec![d]
-            );
-            whole!(
-                "encoder.ln_post.bias".into(),
-                "encoder/layer_norm/beta".into(),
-                vec![d]
-            );
-            whole!(
-                "decoder.positional_embedding".into(),
-                "decoder/position_encodings/encodings".into(),
-                vec![hp.n_text_ctx, d]
-            );
-            whole!(
-                "decoder.token_embedding.weight".into(),
-                "decoder/embeddings/weight".into(),
-                vec![hp.n_vocab, d]
-            );
-        }
-        for i in 0..layers {
-            let dst = format!("{side}.blocks.{i}");
-            let src = format!("{side}/layer_{i}");
-            // Self-attention: fused [3d, d] Q, K, V; the K bias is unused.
-            let qkv = format!("{src}/self_attention/linear_0");
-            rows!(
-                format!("{dst}.attn.query.weight"),
-                format!("{qkv}/weight"),
-                3 * d,
-                0,
-                d,
-                vec![d]
-            );
-            rows!(
-                format!("{dst}.attn.query.bias"),
-                format!("{qkv}/bias"),
-                3 * d,
-                0,
-                d,
-                vec![]
-            );
-            rows!(
-                format!("{dst}.attn.key.weight"),
-                format!("{qkv}/weight"),
-                3 * d,
-                d,
-                d,
-                vec![d]
-            );
-            rows!(
-                format!("{dst}.attn.value.weight"),
-                format!("{qkv}/weight"),
-                3 * d,
-                2 * d,
-                d,
-                vec![d]
-            );
-            rows!(
-                format!("{dst}.attn.value.bias"),
-                format!("{qkv}/bias"),
-                3 * d,
-                2 * d,
-                d,
-                vec![]
-            );
-            let o = format!("{src}/self_attention/linear_1");
-            whole!(
-                format!("{dst}.attn.out.weight"),
-                format!("{o}/weight"),
-                vec![d, d]
-            );
-            whole!(format!("{dst}.attn.out.bias"), format!("{o}/bias"), vec![d]);
-            let ln = format!("{src}/self_attention/layer_norm");
-            whole!(
-                format!("{dst}.attn_ln.weight"),
-                format!("{ln}/gamma"),
-                vec![d]
-            );
-            whole!(format!("{dst}.attn_ln.bias"), format!("{ln}/beta"), vec![d]);
-            if side == "decoder" {
-                let q = format!("{src}/attention/linear_0");
-                whole!(
-                    format!("{dst}.cross_attn.query.weight"),
-                    format!("{q}/weight"),
-                    vec![d, d]
-                );
-                whole!(
-                    format!("{dst}.cross_attn.query.bias"),
-                    format!("{q}/bias"),
-                    vec![d]
-                );
-                // Fused [2d, d] K, V over the encoder output; the K bias is unused.
-                let kv = format!("{src}/attention/linear_1");
-                rows!(
-                    format!("{dst}.cross_attn.key.weight"),
-                    format!("{kv}/weight"),
-                    2 * d,
-                    0,
-                    d,
-                    vec![d]
-                );
-                rows!(
-                    format!("{dst}.cross_attn.value.weight"),
-                    format!("{kv}/weight"),
-                    2 * d,
-                    d,
-                    d,
-                    vec![d]
-                );
-                rows!(
-                    format!("{dst}.cross_attn.value.bias"),
-                    format!("{kv}/bias"),
-                    2 * d,
-                    d,
-                    d,
-                    vec![]
-                );
-                let o = format!("{src}/attention/linear_2");
-                whole!(
-                    format!("{dst}.cross_attn.out.weight"),
-                    format!("{o}/weight"),
-                    vec![d, d]
-                );
-                whole!(
-                    format!("{dst}.cross_attn.out.bias"),
-                    format!("{o}/bias"),
-                    vec![d]
-                );
-                let ln = format!("{src}/attention/layer_norm");
-                whole!(
-                    format!("{dst}.cross_attn_ln.weight"),
-                    format!("{ln}/gamma"),
-                    vec![d]
-                );
-                whole!(
-                    format!("{dst}.cross_attn_ln.bias"),
-                    format!("{ln}/beta"),
-                    vec![d]
-                );
-            }
-            let f0 = format!("{src}/ffn/linear_0");
-            whole!(
-                format!("{dst}.mlp.0.weight"),
-                format!("{f0}/weight"),
-                vec![4 * d, d]
-            );
-            whole!(
-                format!("{dst}.mlp.0.bias"),
-                format!("{f0}/bias"),
-                vec![4 * d]
-            );
-            let f1 = format!("{src}/ffn/linear_1");
-            whole!(
-                format!("{dst}.mlp.2.weight"),
-                format!("{f1}/weight"),
-                vec![d, 4 * d]
-            );
-            whole!(format!("{dst}.mlp.2.bias"), format!("{f1}/bias"), vec![d]);
-            let ln = format!("{src}/ffn/layer_norm");
-            whole!(
-                format!("{dst}.mlp_ln.weight"),
-                format!("{ln}/gamma"),
-                vec![d]
-            );
-            whole!(format!("{dst}.mlp_ln.bias"), format!("{ln}/beta"), vec![d]);
-        }
+/// The tensors planned so far, in order.
+#[derive(Default)]
+struct Plan(Vec<Planned>);
+
+impl Plan {
+    fn add(
+        &mut self,
+        name: impl Into<String>,
+        source: impl Into<String>,
+        source_shape: Vec<u64>,
+        row_start: u64,
+        dims: Vec<u64>,
+    ) {
+        let name = name.into();
+        // 1-D tensors, both positional embeddings and the conv biases are f32.
+        let f32 = dims.len() < 2
+            || name.ends_with("positional_embedding")
+            || name == "encoder.conv1.bias"
+            || name == "encoder.conv2.bias";
+        self.0.push(Planned {
+            name,
+            source: source.into(),
+            source_shape,
+            row_start,
+            dims,
+            f32,
+        });
     }
-    whole!(
-        "decoder.ln.weight".into(),
-        "decoder/layer_norm/gamma".into(),
-        vec![d]
-    );
-    whole!(
-        "decoder.ln.bias".into(),
-        "decoder/layer_norm/beta".into(),
-        vec![d]
-    );
-    plan
+
+    /// A whole variable, same shape.
+    fn whole(&mut self, name: impl Into<String>, source: impl Into<String>, shape: Vec<u64>) {
+        self.add(name, source, shape.clone(), 0, shape);
+    }
+
+    /// `rows` rows from `start` of a variable whose first axis is `total`.
+    fn rows(
+        &mut self,
+        name: String,
+        source: String,
+        (total, start, rows): (u64, u64, u64),
+        tail: Vec<u64>,
+    ) {
+        let mut source_shape = vec![total];
+        source_shape.extend(&tail);
+        let mut dims = vec![rows];
+        dims.extend(&tail);
+        self.add(name, source, source_shape, start, dims);
+    }
+
+    /// A layer norm's gamma and beta.
+    fn norm(&mut self, dst: &str, src: &str, d: u64) {
+        self.whole(format!("{dst}.weight"), format!("{src}/gamma"), vec![d]);
+        self.whole(format!("{dst}.bias"), format!("{src}/beta"), vec![d]);
+    }
+
+    /// A linear layer's weight [out, in] and bias [out].
+    fn linear(&mut self, dst: &str, src: &str, out: u64, inp: u64) {
+        self.whole(
+            format!("{dst}.weight"),
+            format!("{src}/weight"),
+            vec![out, inp],
+        );
+        self.whole(format!("{dst}.bias"), format!("{src}/bias"), vec![out]);
+    }
+
+    /// One transformer block of the encoder or the decoder.
+    fn block(&mut self, side: &str, i: u64, d: u64) {
+        let dst = format!("{side}.blocks.{i}");
+        let src = format!("{side}/layer_{i}");
+        // Self-attention: fused [3d, d] Q, K, V; the K bias is unused.
+        let qkv = format!("{src}/self_attention/linear_0");
+        let (w, b) = (format!("{qkv}/weight"), format!("{qkv}/bias"));
+        self.rows(
+            format!("{dst}.attn.query.weight"),
+            w.clone(),
+            (3 * d, 0, d),
+            vec![d],
+        );
+        self.rows(
+            format!("{dst}.attn.query.bias"),
+            b.clone(),
+            (3 * d, 0, d),
+            vec![],
+        );
+        self.rows(
+            format!("{dst}.attn.key.weight"),
+            w.clone(),
+            (3 * d, d, d),
+            vec![d],
+        );
+        self.rows(
+            format!("{dst}.attn.value.weight"),
+            w,
+            (3 * d, 2 * d, d),
+            vec![d],
+        );
+        self.rows(
+            format!("{dst}.attn.value.bias"),
+            b,
+            (3 * d, 2 * d, d),
+            vec![],
+        );
+        let o = format!("{src}/self_attention/linear_1");
+        self.linear(&format!("{dst}.attn.out"), &o, d, d);
+        self.norm(
+            &format!("{dst}.attn_ln"),
+            &format!("{src}/self_attention/layer_norm"),
+            d,
+        );
+        if side == "decoder" {
+            self.cross_attention(&dst, &src, d);
+        }
+        self.linear(
+            &format!("{dst}.mlp.0"),
+            &format!("{src}/ffn/linear_0"),
+            4 * d,
+            d,
+        );
+        self.linear(
+            &format!("{dst}.mlp.2"),
+            &format!("{src}/ffn/linear_1"),
+            d,
+            4 * d,
+        );
+        self.norm(
+            &format!("{dst}.mlp_ln"),
+            &format!("{src}/ffn/layer_norm"),
+            d,
+        );
+    }
+
+    /// A decoder block's attention over the encoder output.
+    fn cross_attention(&mut self, dst: &str, src: &str, d: u64) {
+        let q = format!("{src}/attention/linear_0");
+        self.linear(&format!("{dst}.cross_attn.query"), &q, d, d);
+        // Fused [2d, d] K, V; the K bias is unused.
+        let kv = format!("{src}/attention/linear_1");
+        let (w, b) = (format!("{kv}/weight"), format!("{kv}/bias"));
+        self.rows(
+            format!("{dst}.cross_attn.key.weight"),
+            w.clone(),
+            (2 * d, 0, d),
+            vec![d],
+        );
+        self.rows(
+            format!("{dst}.cross_attn.value.weight"),
+            w,
+            (2 * d, d, d),
+            vec![d],
+        );
+        self.rows(
+            format!("{dst}.cross_attn.value.bias"),
+            b,
+            (2 * d, d, d),
+            vec![],
+        );
+        let o = format!("{src}/attention/linear_2");
+        self.linear(&format!("{dst}.cross_attn.out"), &o, d, d);
+        self.norm(
+            &format!("{dst}.cross_attn_ln"),
+            &format!("{src}/attention/layer_norm"),
+            d,
+        );
+    }
 }
 
 /// Checks every planned source against the index before anything is written.

@@ -193,162 +193,180 @@ impl Reader<'_> {
         loop {
             let at = self.pos;
             let op = self.u8()?;
-            match op {
-                0x80 => {
-                    self.u8()?; // PROTO
-                }
-                0x95 => {
-                    self.take(8)?; // FRAME
-                }
-                b'.' => return self.pop(at),
-                b'(' => self.marks.push(self.stack.len()),
-                b'}' => self.push(Value::Dict(Vec::new()), at)?,
-                b']' => self.push(Value::List(Vec::new()), at)?,
-                b')' => self.push(Value::Tuple(Vec::new()), at)?,
-                b'N' => self.push(Value::None, at)?,
-                0x88 => self.push(Value::Bool(true), at)?,
-                0x89 => self.push(Value::Bool(false), at)?,
-                b'K' => {
-                    let v = self.u8()?;
-                    self.push(Value::Int(v.into()), at)?
-                }
-                b'M' => {
-                    let b = self.take(2)?;
-                    let v = u16::from_le_bytes([b[0], b[1]]);
-                    self.push(Value::Int(v.into()), at)?
-                }
-                b'J' => {
-                    let v = self.u32()? as i32;
-                    self.push(Value::Int(v.into()), at)?
-                }
-                0x8a => {
-                    let n = self.u8()? as usize;
-                    let v = long1(self.take(n)?).ok_or_else(|| bad(at, "LONG1 too wide"))?;
-                    self.push(Value::Int(v), at)?
-                }
-                b'G' => {
-                    let b = self.take(8)?;
-                    let mut a = [0u8; 8];
-                    a.copy_from_slice(b);
-                    self.push(Value::Float(f64::from_be_bytes(a)), at)?
-                }
-                b'X' => {
-                    let n = self.u32()? as usize;
-                    let s = self.string(n)?;
-                    self.push(Value::Str(s), at)?
-                }
-                0x8c => {
-                    let n = self.u8()? as usize;
-                    let s = self.string(n)?;
-                    self.push(Value::Str(s), at)?
-                }
-                b'U' => {
-                    let n = self.u8()? as usize;
-                    let b = self.take(n)?.to_vec();
-                    self.push(Value::Bytes(b), at)?
-                }
-                b'C' => {
-                    let n = self.u8()? as usize;
-                    let b = self.take(n)?.to_vec();
-                    self.push(Value::Bytes(b), at)?
-                }
-                b'B' | b'T' => {
-                    let n = self.u32()? as usize;
-                    let b = self.take(n)?.to_vec();
-                    self.push(Value::Bytes(b), at)?
-                }
-                b'c' => {
-                    let module = self.line()?;
-                    let name = self.line()?;
-                    self.push(Value::Global(module, name), at)?
-                }
-                0x93 => {
-                    let name = self.pop(at)?;
-                    let module = self.pop(at)?;
-                    match (module, name) {
-                        (Value::Str(m), Value::Str(n)) => self.push(Value::Global(m, n), at)?,
-                        _ => return Err(bad(at, "STACK_GLOBAL needs two strings")),
-                    }
-                }
-                b'q' => {
-                    let k = self.u8()?;
-                    self.memo_put(k.into(), at)?
-                }
-                b'r' => {
-                    let k = self.u32()?;
-                    self.memo_put(k, at)?
-                }
-                0x94 => {
-                    let k = self.memo.len() as u32;
-                    self.memo_put(k, at)?
-                }
-                b'h' => {
-                    let k = self.u8()?;
-                    self.memo_get(k.into(), at)?
-                }
-                b'j' => {
-                    let k = self.u32()?;
-                    self.memo_get(k, at)?
-                }
-                b't' => {
-                    let items = self.pop_mark(at)?;
-                    self.push(Value::Tuple(items), at)?
-                }
-                0x85..=0x87 => {
-                    let n = (op - 0x84) as usize;
-                    if self.stack.len() < n {
-                        return Err(bad(at, "stack underflow"));
-                    }
-                    let items = self.stack.split_off(self.stack.len() - n);
-                    self.push(Value::Tuple(items), at)?
-                }
-                b'l' => {
-                    let items = self.pop_mark(at)?;
-                    self.push(Value::List(items), at)?
-                }
-                b'a' => {
-                    let v = self.pop(at)?;
-                    match self.top_mut(at)? {
-                        Value::List(l) => l.push(v),
-                        _ => return Err(bad(at, "APPEND to a non-list")),
-                    }
-                }
-                b'e' => {
-                    let items = self.pop_mark(at)?;
-                    match self.top_mut(at)? {
-                        Value::List(l) => l.extend(items),
-                        _ => return Err(bad(at, "APPENDS to a non-list")),
-                    }
-                }
-                b's' => {
-                    let v = self.pop(at)?;
-                    let k = self.pop(at)?;
-                    dict_insert(self.top_mut(at)?, vec![k, v], at)?
-                }
-                b'u' => {
-                    let items = self.pop_mark(at)?;
-                    dict_insert(self.top_mut(at)?, items, at)?
-                }
-                b'Q' => {
-                    let pid = self.pop(at)?;
-                    self.push(Value::PersId(Box::new(pid)), at)?
-                }
-                b'R' => {
-                    let args = self.pop(at)?;
-                    let func = self.pop(at)?;
-                    let v = reduce(func, args, at)?;
-                    self.push(v, at)?
-                }
-                b'b' => {
-                    // BUILD: object state (e.g. a state dict's `_metadata`); dropped.
-                    self.pop(at)?;
-                    if self.stack.is_empty() {
-                        return Err(bad(at, "BUILD on an empty stack"));
-                    }
-                }
-                _ => return Err(PickleError::Opcode { op, at }),
+            if op == b'.' {
+                return self.pop(at);
+            }
+            if !self.literal(op, at)? {
+                self.structure(op, at)?;
             }
         }
+    }
+
+    /// Framing and the opcodes that push a literal; false for any other opcode.
+    fn literal(&mut self, op: u8, at: usize) -> Result<bool, PickleError> {
+        match op {
+            0x80 => {
+                self.u8()?; // PROTO
+            }
+            0x95 => {
+                self.take(8)?; // FRAME
+            }
+            b'N' => self.push(Value::None, at)?,
+            0x88 => self.push(Value::Bool(true), at)?,
+            0x89 => self.push(Value::Bool(false), at)?,
+            b'K' => {
+                let v = self.u8()?;
+                self.push(Value::Int(v.into()), at)?
+            }
+            b'M' => {
+                let b = self.take(2)?;
+                let v = u16::from_le_bytes([b[0], b[1]]);
+                self.push(Value::Int(v.into()), at)?
+            }
+            b'J' => {
+                let v = self.u32()? as i32;
+                self.push(Value::Int(v.into()), at)?
+            }
+            0x8a => {
+                let n = self.u8()? as usize;
+                let v = long1(self.take(n)?).ok_or_else(|| bad(at, "LONG1 too wide"))?;
+                self.push(Value::Int(v), at)?
+            }
+            b'G' => {
+                let b = self.take(8)?;
+                let mut a = [0u8; 8];
+                a.copy_from_slice(b);
+                self.push(Value::Float(f64::from_be_bytes(a)), at)?
+            }
+            b'X' => {
+                let n = self.u32()? as usize;
+                let s = self.string(n)?;
+                self.push(Value::Str(s), at)?
+            }
+            0x8c => {
+                let n = self.u8()? as usize;
+                let s = self.string(n)?;
+                self.push(Value::Str(s), at)?
+            }
+            b'U' => {
+                let n = self.u8()? as usize;
+                let b = self.take(n)?.to_vec();
+                self.push(Value::Bytes(b), at)?
+            }
+            b'C' => {
+                let n = self.u8()? as usize;
+                let b = self.take(n)?.to_vec();
+                self.push(Value::Bytes(b), at)?
+            }
+            b'B' | b'T' => {
+                let n = self.u32()? as usize;
+                let b = self.take(n)?.to_vec();
+                self.push(Value::Bytes(b), at)?
+            }
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    /// Marks, containers, globals, the memo, persistent ids and reduction.
+    fn structure(&mut self, op: u8, at: usize) -> Result<(), PickleError> {
+        match op {
+            b'(' => self.marks.push(self.stack.len()),
+            b'}' => self.push(Value::Dict(Vec::new()), at)?,
+            b']' => self.push(Value::List(Vec::new()), at)?,
+            b')' => self.push(Value::Tuple(Vec::new()), at)?,
+            b'c' => {
+                let module = self.line()?;
+                let name = self.line()?;
+                self.push(Value::Global(module, name), at)?
+            }
+            0x93 => {
+                let name = self.pop(at)?;
+                let module = self.pop(at)?;
+                match (module, name) {
+                    (Value::Str(m), Value::Str(n)) => self.push(Value::Global(m, n), at)?,
+                    _ => return Err(bad(at, "STACK_GLOBAL needs two strings")),
+                }
+            }
+            b'q' => {
+                let k = self.u8()?;
+                self.memo_put(k.into(), at)?
+            }
+            b'r' => {
+                let k = self.u32()?;
+                self.memo_put(k, at)?
+            }
+            0x94 => {
+                let k = self.memo.len() as u32;
+                self.memo_put(k, at)?
+            }
+            b'h' => {
+                let k = self.u8()?;
+                self.memo_get(k.into(), at)?
+            }
+            b'j' => {
+                let k = self.u32()?;
+                self.memo_get(k, at)?
+            }
+            b't' => {
+                let items = self.pop_mark(at)?;
+                self.push(Value::Tuple(items), at)?
+            }
+            0x85..=0x87 => {
+                let n = (op - 0x84) as usize;
+                if self.stack.len() < n {
+                    return Err(bad(at, "stack underflow"));
+                }
+                let items = self.stack.split_off(self.stack.len() - n);
+                self.push(Value::Tuple(items), at)?
+            }
+            b'l' => {
+                let items = self.pop_mark(at)?;
+                self.push(Value::List(items), at)?
+            }
+            b'a' => {
+                let v = self.pop(at)?;
+                match self.top_mut(at)? {
+                    Value::List(l) => l.push(v),
+                    _ => return Err(bad(at, "APPEND to a non-list")),
+                }
+            }
+            b'e' => {
+                let items = self.pop_mark(at)?;
+                match self.top_mut(at)? {
+                    Value::List(l) => l.extend(items),
+                    _ => return Err(bad(at, "APPENDS to a non-list")),
+                }
+            }
+            b's' => {
+                let v = self.pop(at)?;
+                let k = self.pop(at)?;
+                dict_insert(self.top_mut(at)?, vec![k, v], at)?
+            }
+            b'u' => {
+                let items = self.pop_mark(at)?;
+                dict_insert(self.top_mut(at)?, items, at)?
+            }
+            b'Q' => {
+                let pid = self.pop(at)?;
+                self.push(Value::PersId(Box::new(pid)), at)?
+            }
+            b'R' => {
+                let args = self.pop(at)?;
+                let func = self.pop(at)?;
+                let v = reduce(func, args, at)?;
+                self.push(v, at)?
+            }
+            b'b' => {
+                // BUILD: object state (e.g. a state dict's `_metadata`); dropped.
+                self.pop(at)?;
+                if self.stack.is_empty() {
+                    return Err(bad(at, "BUILD on an empty stack"));
+                }
+            }
+            _ => return Err(PickleError::Opcode { op, at }),
+        }
+        Ok(())
     }
 }
 
