@@ -20,6 +20,7 @@
 //! adaptive_audio_ctx = true
 //! language = "en"          # multilingual models: "auto" (per turn) or a code; flag --language
 //! no_speech_threshold = 0.6
+//! max_window_s = 0.0       # decode turns longer than this in pieces cut at pauses; 0 = never
 //!
 //! [segment]
 //! threshold = 0.5
@@ -629,6 +630,29 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_documented_example_parses_and_matches_the_module_docs() {
+        let page = include_str!("../docs/config.md");
+        let example = page
+            .split("```toml\n")
+            .nth(1)
+            .and_then(|rest| rest.split("\n```").next())
+            .expect("docs/config.md has a toml example");
+        let cfg: Config = toml::from_str(example).unwrap_or_else(|e| panic!("{e}"));
+        cfg.validate().unwrap();
+        // The page is this module's documentation: the same example.
+        let module: String = include_str!("config.rs")
+            .lines()
+            .filter_map(|l| l.strip_prefix("//!"))
+            .map(|l| l.strip_prefix(' ').unwrap_or(l))
+            .collect::<Vec<_>>()
+            .join("\n");
+        assert!(
+            module.contains(example),
+            "docs/config.md and src/config.rs differ"
+        );
+    }
 
     #[test]
     fn unknown_keys_and_bad_values_are_named() {

@@ -74,7 +74,9 @@ fn live_replay_matches_offline_scoring_and_partials_only_grow() {
     let _serial = serial();
     for file in ["call_escalation.wav", "call_friendly.wav"] {
         let offline = score(&fixture(file), &[]);
-        let live = stream(file, &["--speed", "2"]);
+        // Real time, as a live call runs: partials are best effort, and at
+        // 2x a loaded 2-core machine skipped all of a 4 s turn's.
+        let live = stream(file, &["--speed", "1"]);
         let w = compare_turns(&turns(&offline), &turns(&live));
         assert!(w <= 0.03, "{file}: live vs offline WER {w}");
         let s = summary(&live);
