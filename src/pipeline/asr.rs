@@ -121,7 +121,9 @@ impl<'a, A: Asr> AsrStage<'a, A> {
                 (t, ms, false)
             }
         };
-        if !transcript.words.is_empty() {
+        // A speculative decode already had its language checked while the
+        // turn ran: the final does not wait for it again.
+        if !transcript.words.is_empty() && !(speculative && transcript.language.is_some()) {
             self.rec
                 .identify_language(&job.turn.samples, &mut transcript)?;
         }
@@ -150,7 +152,12 @@ impl<'a, A: Asr> AsrStage<'a, A> {
     fn partial(&mut self, p: PartialJob) -> Result<Option<AsrOut>, EngineError> {
         let leg = p.leg as usize;
         let t0 = Instant::now();
-        let t = self.rec.transcribe(&p.samples)?;
+        let mut t = self.rec.transcribe(&p.samples)?;
+        if !t.words.is_empty() {
+            // Language ID while the turn runs, off the final's critical path
+            // (a call's first passes then come from its first partials).
+            self.rec.identify_language(&p.samples, &mut t)?;
+        }
         let asr_ms = elapsed_ms(t0);
         let work = &self.shared.counters.work;
         Work::add(

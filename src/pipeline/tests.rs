@@ -26,6 +26,8 @@ struct FakeAsrModel {
     delay: Duration,
     calls: Arc<AtomicUsize>,
     fail_on_call: Option<usize>,
+    /// Language-ID passes.
+    lid_calls: Arc<AtomicUsize>,
 }
 
 struct FakeAsr(FakeAsrModel);
@@ -55,6 +57,12 @@ impl Asr for FakeAsr {
             retried: false,
             ..Default::default()
         })
+    }
+
+    fn identify_language(&mut self, _audio: &[f32], t: &mut Transcript) -> Result<(), AsrError> {
+        self.0.lid_calls.fetch_add(1, Ordering::SeqCst);
+        t.language = Some("en".into());
+        Ok(())
     }
 }
 
@@ -322,6 +330,10 @@ fn live_a_settled_turn_reuses_its_speculative_decode() {
         r.turns.iter().filter(|t| t.timings.speculative).count()
     );
     assert!(st.work_ms.asr_speculative >= st.work_ms.asr_speculative_unused);
+    // Every final carries the language its check gave, whether the check
+    // ran on the speculative decode or on the final.
+    assert!(asr.lid_calls.load(Ordering::SeqCst) >= 1);
+    assert!(r.turns.iter().all(|t| t.language.as_deref() == Some("en")));
     // Turn ids follow emission order, every final turn has a latency.
     assert!(r.turns.iter().all(|t| t.timings.latency_ms.is_some()));
     assert!(r.partials > 0);
