@@ -14,7 +14,10 @@ use super::{repetition_filter, Asr, AsrError, AsrWord, Transcript};
 pub struct AsrConfig {
     /// Decoder threads (0 = number of CPU cores).
     pub threads: u32,
-    /// Beam width; 0 or 1 decodes greedily (fastest).
+    /// Beam width; 0 or 1 decodes greedily (fastest), the default. Measured
+    /// on 22 real recordings (16 min, 16 kHz and 8 kHz, tiny.en): greedy
+    /// 16.0% WER at RTF 0.063, beam 5 14.9% at RTF 0.075. Greedy stays the
+    /// default for live finals and capacity; use 5 for offline archives.
     pub beam_size: u32,
     /// Shorten the encoder window to fit the turn (about twice its length):
     /// much faster on short turns. A turn whose output repeats is decoded again
