@@ -123,7 +123,8 @@ impl<'a, A: Asr> AsrStage<'a, A> {
         };
         // A speculative decode already had its language checked while the
         // turn ran: the final does not wait for it again.
-        if !transcript.words.is_empty() && !(speculative && transcript.language.is_some()) {
+        let already_checked = speculative && transcript.language.is_some();
+        if !(transcript.words.is_empty() || already_checked) {
             self.rec
                 .identify_language(&job.turn.samples, &mut transcript)?;
         }
