@@ -69,11 +69,12 @@ pub fn pause_cuts(audio: &[f32], max: usize) -> Vec<usize> {
     let mut at = 0usize;
     while audio.len() - at > max {
         let lo = (at + max * 2 / 5) / HOP;
+        // The loop runs while `at + max` is inside the audio, so `lo..hi`
+        // indexes `win`.
         let hi = ((at + max) / HOP).saturating_sub(WIN).max(lo + 1);
-        let hi = hi.min(win.len()).max(lo + 1);
         let floor = (lo..hi).map(|i| win[i]).fold(f32::INFINITY, f32::min);
         // The longest run of windows near the quietest one (latest on a tie).
-        let quiet = |i: usize| win.get(i).is_some_and(|w| *w <= floor * 4.0 + 1e-9);
+        let quiet = |i: usize| win[i] <= floor * 4.0 + 1e-9;
         let (mut best, mut best_len, mut i) = (lo, 0, lo);
         while i < hi {
             if quiet(i) {
@@ -96,8 +97,8 @@ pub fn pause_cuts(audio: &[f32], max: usize) -> Vec<usize> {
     cuts
 }
 
-/// Joins transcripts of consecutive pieces of one turn; `offsets` are each
-/// piece's start in seconds.
+/// Joins the transcripts of consecutive pieces of one turn, each given with
+/// its piece's start in seconds.
 pub fn join_transcripts(parts: Vec<(f64, Transcript)>) -> Transcript {
     let mut out = Transcript::default();
     for (offset, t) in parts {
@@ -142,9 +143,10 @@ pub trait Asr: Send {
     /// Transcribe `audio` (16 kHz mono f32).
     fn transcribe(&mut self, audio: &[f32]) -> Result<Transcript, AsrError>;
 
-    /// Give a finished turn's transcript the call's language when the
-    /// recogniser cannot tell it itself (an English-only model with a
-    /// language-ID model). Only final turns pay for it, never partials.
+    /// Give a transcript the call's language when the recogniser cannot
+    /// tell it itself (an English-only model with a language-ID model). The
+    /// ASR stage calls it on partial and speculative decodes while a turn
+    /// runs, and on a final unless its reused speculative decode was checked.
     fn identify_language(&mut self, _audio: &[f32], _t: &mut Transcript) -> Result<(), AsrError> {
         Ok(())
     }

@@ -243,17 +243,11 @@ impl WhisperModel {
             // whisper.cpp's language detection encodes with the state's
             // audio context, which only a full decode sets: one short decode
             // of silence narrows it for every later pass.
-            let mut p = FullParams::new(SamplingStrategy::Greedy { best_of: 1 });
-            p.set_n_threads(self.cfg.n_threads());
+            let mut p = quiet_params(SamplingStrategy::Greedy { best_of: 1 }, &self.cfg);
             p.set_language(Some("en"));
             p.set_audio_ctx(LID_AUDIO_CTX);
             p.set_max_tokens(1);
             p.set_single_segment(true);
-            p.set_no_context(true);
-            p.set_print_progress(false);
-            p.set_print_realtime(false);
-            p.set_print_special(false);
-            p.set_print_timestamps(false);
             state.full(p, &[0.0; 24_000]).map_err(err)?;
             self.lid = Some(Arc::new(std::sync::Mutex::new(state)));
         }
@@ -317,6 +311,19 @@ pub struct WhisperAsr {
     force_language: Option<String>,
 }
 
+/// Decoding parameters every decode starts from: the configured threads,
+/// no context carried from earlier decodes, nothing printed.
+fn quiet_params(strategy: SamplingStrategy, cfg: &AsrConfig) -> FullParams<'static, 'static> {
+    let mut p = FullParams::new(strategy);
+    p.set_n_threads(cfg.n_threads());
+    p.set_no_context(true);
+    p.set_print_progress(false);
+    p.set_print_realtime(false);
+    p.set_print_special(false);
+    p.set_print_timestamps(false);
+    p
+}
+
 /// Encoder frames per second of audio (whisper: 1500 per 30 s).
 const CTX_PER_SECOND: f64 = 50.0;
 
@@ -342,13 +349,7 @@ impl WhisperAsr {
         } else {
             SamplingStrategy::Greedy { best_of: 1 }
         };
-        let mut p = FullParams::new(strategy);
-        p.set_n_threads(self.model.cfg.n_threads());
-        p.set_no_context(true);
-        p.set_print_progress(false);
-        p.set_print_realtime(false);
-        p.set_print_special(false);
-        p.set_print_timestamps(false);
+        let mut p = quiet_params(strategy, cfg);
         p.set_token_timestamps(true);
         p.set_suppress_blank(true);
         p.set_suppress_nst(true);
