@@ -21,6 +21,7 @@
 //! language = "en"          # multilingual models: "auto" (per turn) or a code; flag --language
 //! no_speech_threshold = 0.6
 //! max_window_s = 0.0       # decode turns longer than this in pieces cut at pauses; 0 = never
+//! temperature_fallback = true  # retry a failed temperature-0 decode hotter; keep it only if it passes
 //!
 //! [segment]
 //! threshold = 0.5

@@ -36,6 +36,11 @@ pub struct AsrConfig {
     /// pieces raised WER from 16.0% to 16.8% (Whisper reads better with the
     /// whole turn as context, and the cut words were misread).
     pub max_window_s: f32,
+    /// When a temperature-0 decode fails whisper.cpp's checks (mean token
+    /// log-probability below -1, or a text that compresses more than 2.4x),
+    /// decode again with temperature fallback and keep that only if it
+    /// passes. false: temperature 0 only.
+    pub temperature_fallback: bool,
 }
 
 impl Default for AsrConfig {
@@ -48,6 +53,7 @@ impl Default for AsrConfig {
             no_speech_threshold: 0.6,
             use_gpu: true,
             max_window_s: 0.0,
+            temperature_fallback: true,
         }
     }
 }
@@ -324,6 +330,67 @@ fn quiet_params(strategy: SamplingStrategy, cfg: &AsrConfig) -> FullParams<'stat
     p
 }
 
+/// A decode whose mean token log-probability is below this failed
+/// (whisper.cpp's and OpenAI's default).
+const LOGPROB_THRESHOLD: f32 = -1.0;
+/// A decode whose text compresses better than this (zlib, bytes in over
+/// bytes out) repeats itself and failed (OpenAI's default).
+const COMPRESSION_THRESHOLD: f32 = 2.4;
+/// whisper.cpp's own repetition check inside a decode: token entropy below this.
+const ENTROPY_THRESHOLD: f32 = 2.4;
+/// Where the fallback decode starts; whisper.cpp steps up by 0.2 from there.
+const FALLBACK_TEMPERATURE: f32 = 0.2;
+
+/// The words of one `whisper_full` run and what its checks need.
+#[derive(Debug, Default)]
+struct Pass {
+    /// (word, start, end, summed token probability, tokens)
+    words: Vec<(String, f64, f64, f32, u32)>,
+    /// Mean log-probability over the decoded tokens.
+    logprob: f32,
+    /// zlib compression ratio of the text.
+    compression: f32,
+    /// Every segment looked like no speech.
+    silent: bool,
+    language: Option<String>,
+}
+
+impl Pass {
+    /// The checks whisper.cpp and OpenAI's decoder use for falling back: a
+    /// repetitive text, or unsure tokens over audio that seemed to hold speech.
+    fn failed(&self) -> bool {
+        self.compression > COMPRESSION_THRESHOLD
+            || (self.logprob < LOGPROB_THRESHOLD && !self.silent)
+    }
+}
+
+/// The temperature-0 pass failed: the fallback replaces it only when it
+/// passes the checks itself; a fallback that fails too is worse (sampled, so
+/// more likely invented) and the temperature-0 words stay.
+fn choose(first: Pass, fallback: Pass) -> Pass {
+    if fallback.failed() {
+        first
+    } else {
+        fallback
+    }
+}
+
+/// Bytes of `text` over bytes of its zlib compression (0 for no text).
+fn compression_ratio(text: &str) -> f32 {
+    use std::io::Write;
+    if text.is_empty() {
+        return 0.0;
+    }
+    let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+    if z.write_all(text.as_bytes()).is_err() {
+        return 0.0;
+    }
+    match z.finish() {
+        Ok(out) if !out.is_empty() => text.len() as f32 / out.len() as f32,
+        _ => 0.0,
+    }
+}
+
 /// Encoder frames per second of audio (whisper: 1500 per 30 s).
 const CTX_PER_SECOND: f64 = 50.0;
 
@@ -340,6 +407,77 @@ impl WhisperAsr {
         audio: &[f32],
         audio_ctx: Option<i32>,
     ) -> Result<(Transcript, bool), AsrError> {
+        let seconds = audio.len() as f64 / 16_000.0;
+        // whisper.cpp needs at least ~1 s; pad short turns with silence.
+        let padded;
+        let input = if audio.len() < 17_600 {
+            let mut v = audio.to_vec();
+            v.resize(17_600, 0.0);
+            padded = v;
+            &padded[..]
+        } else {
+            audio
+        };
+        // Temperature 0 alone first. whisper.cpp's own fallback keeps the
+        // hottest decode when every temperature fails its checks, which is
+        // where invented text comes from; here a fallback is tried only when
+        // the first pass fails, and kept only when it passes.
+        let first = self.pass(input, audio_ctx, seconds, 0.0)?;
+        let pass =
+            if first.failed() && self.model.cfg.temperature_fallback {
+                let second = self.pass(input, audio_ctx, seconds, FALLBACK_TEMPERATURE)?;
+                tracing::debug!(
+                "temperature fallback over {seconds:.1} s: t=0 logprob {:.2} compression {:.2}; \
+                 t>0 logprob {:.2} compression {:.2}; keeping {}",
+                first.logprob,
+                first.compression,
+                second.logprob,
+                second.compression,
+                if second.failed() { "t=0" } else { "the fallback" }
+            );
+                choose(first, second)
+            } else {
+                first
+            };
+        let raw = pass.words;
+        let texts: Vec<String> = raw.iter().map(|w| w.0.clone()).collect();
+        let (keep, repeated) = repetition_filter(&texts);
+        let words: Vec<AsrWord> = keep
+            .into_iter()
+            .filter_map(|i| raw.get(i))
+            .map(|(w, s, e, p, n)| AsrWord {
+                word: w.clone(),
+                start: s.min(seconds),
+                end: e.min(seconds).max(s.min(seconds)),
+                probability: (p / (*n).max(1) as f32).clamp(0.0, 1.0),
+            })
+            .collect();
+        let text = words
+            .iter()
+            .map(|w| w.word.as_str())
+            .collect::<Vec<_>>()
+            .join(" ");
+        Ok((
+            Transcript {
+                text,
+                words,
+                retried: false,
+                language: pass.language,
+                foreign: false,
+            },
+            repeated,
+        ))
+    }
+
+    /// One `whisper_full` run at `temperature` (0: no fallback; above 0:
+    /// whisper.cpp's own fallback steps up from there).
+    fn pass(
+        &mut self,
+        input: &[f32],
+        audio_ctx: Option<i32>,
+        seconds: f64,
+        temperature: f32,
+    ) -> Result<Pass, AsrError> {
         let cfg = &self.model.cfg;
         let strategy = if cfg.beam_size > 1 {
             SamplingStrategy::BeamSearch {
@@ -354,11 +492,10 @@ impl WhisperAsr {
         p.set_suppress_blank(true);
         p.set_suppress_nst(true);
         p.set_no_speech_thold(cfg.no_speech_threshold);
-        p.set_temperature(0.0);
-        p.set_temperature_inc(0.2);
-        p.set_entropy_thold(2.4);
-        p.set_logprob_thold(-1.0);
-        let seconds = audio.len() as f64 / 16_000.0;
+        p.set_temperature(temperature);
+        p.set_temperature_inc(if temperature > 0.0 { 0.2 } else { 0.0 });
+        p.set_entropy_thold(ENTROPY_THRESHOLD);
+        p.set_logprob_thold(LOGPROB_THRESHOLD);
         if self.model.is_multilingual() {
             let lang = self
                 .force_language
@@ -374,16 +511,6 @@ impl WhisperAsr {
             p.set_max_tokens((12.0 + seconds * 8.0) as i32);
             p.set_single_segment(true);
         }
-        // whisper.cpp needs at least ~1 s; pad short turns with silence.
-        let padded;
-        let input = if audio.len() < 17_600 {
-            let mut v = audio.to_vec();
-            v.resize(17_600, 0.0);
-            padded = v;
-            &padded[..]
-        } else {
-            audio
-        };
         {
             let _gate = DECODE_GATE.lock().unwrap_or_else(|e| e.into_inner());
             self.state
@@ -391,7 +518,10 @@ impl WhisperAsr {
                 .map_err(|e| AsrError::Decode(e.to_string()))?;
         }
         let eot = self.model.ctx.token_eot();
-        let mut raw: Vec<(String, f64, f64, f32, u32)> = Vec::new();
+        let mut pass = Pass::default();
+        let mut logprob_sum = 0.0;
+        let mut tokens = 0usize;
+        let mut all_silent = true;
         for seg in self.state.as_iter() {
             let n = seg.n_tokens();
             let no_speech = seg.no_speech_probability();
@@ -411,6 +541,8 @@ impl WhisperAsr {
                 let piece = tok.to_bytes().unwrap_or(&[]);
                 psum += data.p;
                 pcount += 1;
+                logprob_sum += data.plog;
+                tokens += 1;
                 let t0 = data.t0.max(0) as f64 / 100.0;
                 let t1 = data.t1.max(data.t0).max(0) as f64 / 100.0;
                 let starts_word = piece.first() == Some(&b' ') || seg_words.is_empty();
@@ -433,48 +565,31 @@ impl WhisperAsr {
             } else {
                 0.0
             };
+            all_silent &= no_speech > cfg.no_speech_threshold;
             if no_speech > cfg.no_speech_threshold && mean_p < 0.5 {
                 continue;
             }
-            raw.extend(
+            pass.words.extend(
                 seg_words
                     .into_iter()
                     .filter(|w| !w.0.is_empty())
                     .map(|(b, s, e, p, n)| (String::from_utf8_lossy(&b).into_owned(), s, e, p, n)),
             );
         }
-        let texts: Vec<String> = raw.iter().map(|w| w.0.clone()).collect();
-        let (keep, repeated) = repetition_filter(&texts);
-        let words: Vec<AsrWord> = keep
-            .into_iter()
-            .filter_map(|i| raw.get(i))
-            .map(|(w, s, e, p, n)| AsrWord {
-                word: w.clone(),
-                start: s.min(seconds),
-                end: e.min(seconds).max(s.min(seconds)),
-                probability: (p / (*n).max(1) as f32).clamp(0.0, 1.0),
-            })
-            .collect();
-        let text = words
-            .iter()
-            .map(|w| w.word.as_str())
-            .collect::<Vec<_>>()
-            .join(" ");
-        let language = if self.model.is_multilingual() {
+        pass.logprob = if tokens > 0 {
+            logprob_sum / tokens as f32
+        } else {
+            0.0
+        };
+        pass.silent = all_silent;
+        let text: Vec<&str> = pass.words.iter().map(|w| w.0.as_str()).collect();
+        pass.compression = compression_ratio(&text.join(" "));
+        pass.language = if self.model.is_multilingual() {
             lang_code(self.state.full_lang_id_from_state())
         } else {
             None
         };
-        Ok((
-            Transcript {
-                text,
-                words,
-                retried: false,
-                language,
-                foreign: false,
-            },
-            repeated,
-        ))
+        Ok(pass)
     }
 
     /// One language-ID pass over `audio` with the multilingual model.
@@ -646,6 +761,42 @@ mod tests {
         assert!(validate_language("pt").is_ok());
         let e = validate_language("klingon").unwrap_err();
         assert!(e.contains("klingon") && e.contains("auto"), "{e}");
+    }
+
+    fn pass(logprob: f32, compression: f32, silent: bool, word: &str) -> Pass {
+        Pass {
+            words: vec![(word.into(), 0.0, 1.0, 0.5, 1)],
+            logprob,
+            compression,
+            silent,
+            language: None,
+        }
+    }
+
+    #[test]
+    fn a_fallback_is_kept_only_when_it_passes_the_checks() {
+        assert!(!pass(-0.4, 1.2, false, "a").failed());
+        assert!(pass(-1.4, 1.2, false, "a").failed());
+        assert!(pass(-0.4, 3.0, false, "a").failed());
+        // Unsure tokens over what whisper calls no speech: not a failure.
+        assert!(!pass(-1.4, 1.2, true, "a").failed());
+        let kept = choose(pass(-1.4, 1.2, false, "t0"), pass(-0.6, 1.3, false, "t1"));
+        assert_eq!(kept.words[0].0, "t1");
+        // A sampled fallback that fails too is worse: temperature 0 stays,
+        // even when its own log-probability is a little lower.
+        let kept = choose(pass(-1.4, 1.2, false, "t0"), pass(-1.2, 1.3, false, "t1"));
+        assert_eq!(kept.words[0].0, "t0");
+        let kept = choose(pass(-0.5, 4.0, false, "t0"), pass(-0.5, 2.6, false, "t1"));
+        assert_eq!(kept.words[0].0, "t0");
+    }
+
+    #[test]
+    fn repetitive_text_compresses_past_the_threshold() {
+        let loop_text = "I will call you back. ".repeat(12);
+        assert!(compression_ratio(&loop_text) > COMPRESSION_THRESHOLD);
+        let prose = "my internet keeps dropping every evening and I would like to find out why";
+        assert!(compression_ratio(prose) < COMPRESSION_THRESHOLD);
+        assert_eq!(compression_ratio(""), 0.0);
     }
 
     #[test]
