@@ -567,8 +567,26 @@ pub struct SummaryEvent {
     /// language needs the multilingual model.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
+    /// Live diarisation: earlier speech that was given to another speaker
+    /// after its turn had been reported (turn events keep the label they had).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub relabelled: Vec<Relabelled>,
     /// Pipeline counters and wall time.
     pub stats: PipelineStats,
+}
+
+/// A stretch of a diarised leg whose speaker changed after it was reported.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Relabelled {
+    /// The leg (0 on a mono recording).
+    pub leg: u8,
+    /// Start and end, seconds from the start of the call.
+    pub start: f64,
+    pub end: f64,
+    /// The speaker it was reported as (`S1`, ...).
+    pub from: String,
+    /// The speaker it belongs to now.
+    pub to: String,
 }
 
 /// Pipeline counters reported in the summary.
@@ -584,6 +602,10 @@ pub struct PipelineStats {
     pub empty_turns: u32,
     /// Turns re-decoded with the full encoder window after a repetition or failure.
     pub asr_retries: u32,
+    /// Live diarisation: seconds of earlier speech given to another speaker
+    /// (all of it; `relabelled` lists the first stretches).
+    #[serde(default)]
+    pub relabelled_s: f64,
     /// Warning when the input ended early (e.g. truncated data); the turns before it are kept.
     pub input_error: Option<String>,
     /// Why the run ended: `eof`, `signal` (SIGINT/SIGTERM), `limit` (duration reached) or `error`.

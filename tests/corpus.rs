@@ -379,3 +379,56 @@ fn no_invented_text_on_long_real_monologues() {
         assert!(f["wer"].as_f64().unwrap() <= *bound, "{id}: {f}");
     }
 }
+
+/// Live diarisation on a mono call: speech whose speaker changed after its
+/// turn went out is listed in the summary, under the label the turn event
+/// carried and the one it has now.
+#[test]
+fn live_mono_call_reports_relabelled_speech_in_the_summary() {
+    let c = corpus();
+    common::models();
+    let e = c.get("call-mf-1").expect("call-mf-1 in the corpus");
+    let wav = c.path(&e.wav);
+    let out = run(&["stream", wav.to_str().unwrap(), "--speed", "8"]);
+    assert!(
+        out.status.success(),
+        "stream failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ev = common::events(&out.stdout);
+    let summary = ev.last().expect("events");
+    assert_eq!(summary["type"], "summary");
+    let turns = common::turns(&ev);
+    assert!(
+        turns.iter().all(|t| t["speaker"].is_string()),
+        "speaker on every turn"
+    );
+    let relabelled = summary["relabelled"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    eprintln!("relabelled: {relabelled:?}");
+    // Measured: this call's live clustering moves about 4 s from a third
+    // speaker back to S1 once more of the call is heard.
+    assert!(!relabelled.is_empty(), "nothing relabelled in the summary");
+    let mut total = 0.0;
+    for r in &relabelled {
+        let (start, end) = (r["start"].as_f64().unwrap(), r["end"].as_f64().unwrap());
+        assert!(end - start >= 0.2 - 1e-9, "{r}");
+        assert_ne!(r["from"], r["to"], "{r}");
+        assert_eq!(r["leg"], 0, "{r}");
+        total += end - start;
+        // The label it went out with is the one a turn event carried there.
+        let sent = turns.iter().any(|t| {
+            t["speaker"] == r["from"]
+                && t["start"].as_f64().unwrap() < end
+                && t["end"].as_f64().unwrap() > start
+        });
+        assert!(sent, "no turn labelled {} over {start}-{end}", r["from"]);
+    }
+    let stat = summary["stats"]["relabelled_s"].as_f64().unwrap();
+    assert!(
+        (stat - total).abs() < 0.05,
+        "relabelled_s {stat} vs {total}"
+    );
+}

@@ -35,6 +35,8 @@ SYSTEMS = {
     "faster-whisper int8 beam 5 + VAD": ("fw", {"compute_type": "int8", "beam_size": 5, "vad_filter": True}),
     "callpulse greedy": ("cp", []),
     "callpulse beam 5": ("cp", ["--beam-size", "5"]),
+    "callpulse before, greedy": ("cp0", []),
+    "callpulse before, beam 5": ("cp0", ["--beam-size", "5"]),
 }
 SHORT = {
     "wcpp-greedy": "whisper.cpp greedy",
@@ -43,7 +45,11 @@ SHORT = {
     "fw-int8-vad": "faster-whisper int8 beam 5 + VAD",
     "cp-greedy": "callpulse greedy",
     "cp-beam5": "callpulse beam 5",
+    "cp0-greedy": "callpulse before, greedy",
+    "cp0-beam5": "callpulse before, beam 5",
 }
+# Systems run by default: the "before" ones only when --before names a binary.
+DEFAULT = ["wcpp-greedy", "wcpp-beam5", "fw-f32", "fw-int8-vad", "cp-greedy", "cp-beam5"]
 QUICK_IDS = ["jfk", "librivox-0870", "mfa-acoustic", "mfa-two-channel", "call-mm-4"]
 
 
@@ -213,13 +219,13 @@ def measure(system, files, args, tools, outdir):
             if kind == "wcpp":
                 times.append(time_wcpp(tools["wcpp"], tools["ggml"], f, extra, args.threads, out))
             else:
-                times.append(time_cp(tools["cp"], f, extra, args.threads, out))
+                times.append(time_cp(tools[kind], f, extra, args.threads, out))
         runs.append(times)
     return runs
 
 
 def wer(cp, files, outdir, kind):
-    ext = {"wcpp": "txt", "fw": "txt", "cp": "jsonl"}[kind]
+    ext = {"wcpp": "txt", "fw": "txt", "cp": "jsonl", "cp0": "jsonl"}[kind]
     pairs = []
     for f in files:
         pairs += [str(f["stm"]), str(outdir / f"{f['id']}.{f['set'].split()[1]}.{ext}")]
@@ -233,18 +239,25 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help=f"only {', '.join(QUICK_IDS)}")
     ap.add_argument("--ids", help="comma-separated corpus ids (default: every English entry with a transcript)")
-    ap.add_argument("--systems", default=",".join(SHORT),
-                    help=f"comma-separated, from: {', '.join(SHORT)} (default: all)")
+    ap.add_argument("--systems",
+                    help=f"comma-separated, from: {', '.join(SHORT)} (default: {', '.join(DEFAULT)}, "
+                         "and the cp0 ones with --before)")
     ap.add_argument("--sets", default="real 16k,real 8k,calls 16k,calls 8k",
                     help="comma-separated, from: real 16k, real 8k, calls 16k, calls 8k")
     ap.add_argument("--runs", type=int, default=3, help="runs per system; RTF is their median (default 3)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--json", type=Path, help="also write the results here")
     ap.add_argument("--callpulse", help="callpulse binary to score with (default target/release/callpulse, built if missing)")
+    ap.add_argument("--before", help="an earlier callpulse binary, run as the cp0-* systems in the same run "
+                                     "(a before/after table from one run)")
     ap.add_argument("--evaluator", help="callpulse binary that runs `eval asr` and provisions the corpus (default: --callpulse)")
     args = ap.parse_args()
 
-    systems = [SHORT[s.strip()] for s in args.systems.split(",") if s.strip()]
+    chosen = args.systems.split(",") if args.systems else DEFAULT + (["cp0-greedy", "cp0-beam5"] if args.before else [])
+    unknown = [s for s in chosen if s.strip() and s.strip() not in SHORT]
+    if unknown:
+        sys.exit(f"peers: unknown system(s) {', '.join(unknown)}; choose from {', '.join(SHORT)}")
+    systems = [SHORT[s.strip()] for s in chosen if s.strip()]
     sets = [s.strip() for s in args.sets.split(",") if s.strip()]
     ids = QUICK_IDS if args.quick else ([i.strip() for i in args.ids.split(",")] if args.ids else None)
     cp = callpulse_bin(args.callpulse)
@@ -258,6 +271,10 @@ def main():
         tools["wcpp"] = whisper_cli()
     if "fw" in kinds:
         tools["fw"] = fw_python()
+    if "cp0" in kinds:
+        if not args.before:
+            sys.exit("peers: the cp0-* systems need --before BINARY")
+        tools["cp0"] = Path(args.before).resolve()
 
     results = {"machine": machine(), "runs": args.runs, "threads": args.threads, "systems": {}}
     for system in systems:

@@ -37,6 +37,8 @@ pub struct OnlineDiarizer<E: SpeakerEmbedder> {
     tracker: Tracker,
     /// Segments as last reported.
     reported: Vec<Segment>,
+    /// Each region's segments with the labels they were first given.
+    first: Vec<Segment>,
     /// Speaker ids ever used (new speakers get fresh ids).
     next_id: usize,
 }
@@ -48,6 +50,7 @@ impl<E: SpeakerEmbedder> OnlineDiarizer<E> {
             embedder,
             tracker: Tracker::new(opts)?,
             reported: Vec::new(),
+            first: Vec::new(),
             next_id: 0,
         })
     }
@@ -61,7 +64,7 @@ impl<E: SpeakerEmbedder> OnlineDiarizer<E> {
         let now = self.tracker.segments();
         let relabelled = diff(&self.reported, &now);
         let (a, b) = self.tracker.region_span(region);
-        let segments = now
+        let segments: Vec<Segment> = now
             .iter()
             .filter(|s| s.end > a && s.start < b)
             .map(|s| Segment {
@@ -70,12 +73,22 @@ impl<E: SpeakerEmbedder> OnlineDiarizer<E> {
                 speaker: s.speaker,
             })
             .collect();
+        self.first.extend_from_slice(&segments);
         self.reported = now;
         Ok(OnlineUpdate {
             segments,
             relabelled,
             speakers: self.tracker.speakers(),
         })
+    }
+
+    /// Speech whose speaker now differs from the one it was first reported
+    /// with, in stretches of at least `min_frames` (shorter ones are the
+    /// boundary between two speakers moving by a frame or two).
+    pub fn net_relabels(&self, min_frames: usize) -> Vec<Relabel> {
+        let mut out = diff(&self.first, &self.reported);
+        out.retain(|r| r.end - r.start >= min_frames);
+        out
     }
 
     /// All segments so far, with the latest labels.

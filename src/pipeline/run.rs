@@ -18,13 +18,15 @@ use super::resample::{Ended, ResampleStage};
 use super::segment::{PartialPolicy, SegmentStage};
 use super::sink::{Closing, SinkStage};
 use super::speakers::{Embedder, LegSpeakers};
-use super::stats::{round3, Shared};
+use super::stats::{round3, Counters, Shared};
 use super::{CHUNK_FRAMES, QUEUE_CHUNKS, QUEUE_EVENTS, QUEUE_TURNS};
 use crate::asr::AsrModel;
 use crate::capture::{CaptureShared, Source};
 use crate::config::Config;
-use crate::diarize::OnlineDiarizer;
-use crate::event::{Devices, Event, PipelineStats, QueueStats, Role, SummaryEvent, SCHEMA_VERSION};
+use crate::diarize::{speaker_label, OnlineDiarizer, FRAME_S};
+use crate::event::{
+    Devices, Event, PipelineStats, QueueStats, Relabelled, Role, SummaryEvent, SCHEMA_VERSION,
+};
 use crate::intel::rules::Rule;
 use crate::intel::webhook::Webhook;
 use crate::intel::Conversation;
@@ -242,6 +244,20 @@ struct RunFacts<'a> {
     devices: Devices,
 }
 
+/// The stretches live diarisation gave to another speaker, in seconds.
+fn relabelled(c: &Counters) -> Vec<Relabelled> {
+    let kept = c.relabels.lock().unwrap_or_else(|e| e.into_inner());
+    kept.iter()
+        .map(|(leg, r)| Relabelled {
+            leg: *leg,
+            start: round3(r.start as f64 * FRAME_S),
+            end: round3(r.end as f64 * FRAME_S),
+            from: speaker_label(r.from),
+            to: speaker_label(r.to),
+        })
+        .collect()
+}
+
 fn summary(
     run: RunFacts,
     closing: Closing,
@@ -262,6 +278,7 @@ fn summary(
         language,
         languages: closing.languages,
         warnings: closing.warnings,
+        relabelled: relabelled(c),
         conversation: closing.conversation,
         stats: PipelineStats {
             wall_seconds: round3(run.wall_s),
@@ -269,6 +286,7 @@ fn summary(
             peak_buffered_audio_s: round3(shared.gauge.peak_s()),
             empty_turns: c.empty_turns.load(Ordering::Relaxed),
             asr_retries: c.asr_retries.load(Ordering::Relaxed),
+            relabelled_s: round3(c.relabelled_frames.load(Ordering::Relaxed) as f64 * FRAME_S),
             input_error: run.input_error,
             ended: run.ended.as_str().into(),
             frames_captured: capture.frames.load(Ordering::Relaxed),

@@ -144,12 +144,7 @@ impl<'a, V: VoiceDetector> SegmentStage<'a, V> {
         let t0 = Instant::now();
         let mut out = Vec::with_capacity(turns.len());
         for t in turns.drain(..) {
-            let (pieces, moved) = sp.label(t)?;
-            out.extend(pieces);
-            self.shared
-                .counters
-                .relabelled_frames
-                .fetch_add(moved, std::sync::atomic::Ordering::Relaxed);
+            out.extend(sp.label(t)?);
         }
         *turns = out;
         Work::add(&self.shared.counters.work.diarize, elapsed_ms(t0));
@@ -249,6 +244,9 @@ impl<'a, V: VoiceDetector> SegmentStage<'a, V> {
         Work::add(&self.shared.counters.work.vad, ms);
         self.shared.gauge.sub(self.held);
         self.forward(&mut turns)?;
+        if let Some(sp) = &self.speakers {
+            self.shared.counters.relabelled(self.leg, &sp.relabelled());
+        }
         Ok(())
     }
 }

@@ -6,7 +6,8 @@
 //! kept), and the segment stage splits each turn at the speaker changes of
 //! that segmentation and labels the pieces. Live, an [`OnlineDiarizer`] is
 //! fed each finished turn; its labels so far split and label the turn, and
-//! later relabelling of earlier speech is counted for the summary.
+//! at the end, speech whose speaker changed after its turn went out is
+//! reported in the summary.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -16,7 +17,8 @@ use crate::audio::resample::LegResampler;
 use crate::audio::wav::WavSource;
 use crate::diarize::regions::{RegionOptions, RegionStream};
 use crate::diarize::{
-    DiarizeError, DiarizeOptions, OnlineDiarizer, Segment, SpeakerEmbedder, Tracker, FRAME_SAMPLES,
+    DiarizeError, DiarizeOptions, OnlineDiarizer, Relabel, Segment, SpeakerEmbedder, Tracker,
+    FRAME_SAMPLES,
 };
 use crate::segment::{TurnAudio, VadModel, FRAME};
 
@@ -36,24 +38,37 @@ pub(crate) enum LegSpeakers {
 }
 
 impl LegSpeakers {
-    /// Label `turn` (split at speaker changes); returns the pieces and how
-    /// much earlier speech (in 10 ms frames) changed speaker with it.
-    pub fn label(&mut self, turn: TurnAudio) -> Result<(Vec<TurnAudio>, usize), EngineError> {
+    /// Label `turn`: split at speaker changes, the pieces labelled.
+    pub fn label(&mut self, turn: TurnAudio) -> Result<Vec<TurnAudio>, EngineError> {
         let diar = |e: DiarizeError| EngineError::Intel(format!("diarisation: {e}"));
         match self {
-            LegSpeakers::Known(segs) => Ok((split_by_speaker(turn, segs), 0)),
+            LegSpeakers::Known(segs) => Ok(split_by_speaker(turn, segs)),
             LegSpeakers::Online(d) => {
                 let s = (turn.start - turn.audio_start) as usize;
                 let e = ((turn.end - turn.audio_start) as usize).min(turn.samples.len());
                 let update = d
                     .push(turn.start as usize, &turn.samples[s.min(e)..e])
                     .map_err(diar)?;
-                let moved = update.relabelled.iter().map(|r| r.end - r.start).sum();
-                Ok((split_by_speaker(turn, &update.segments), moved))
+                Ok(split_by_speaker(turn, &update.segments))
             }
         }
     }
 }
+
+impl LegSpeakers {
+    /// At the end of the leg: speech whose speaker changed after its turn
+    /// went out (live only).
+    pub fn relabelled(&self) -> Vec<Relabel> {
+        match self {
+            LegSpeakers::Known(_) => Vec::new(),
+            LegSpeakers::Online(d) => d.net_relabels(MIN_RELABEL_FRAMES),
+        }
+    }
+}
+
+/// Changed stretches shorter than this (10 ms frames) are not reported: a
+/// boundary between two speakers that moved by a few frames.
+const MIN_RELABEL_FRAMES: usize = 20;
 
 /// Runs of (first sample, end sample, speaker) of `segs` inside
 /// `[start, end)`, short runs merged into the previous (or next) one.

@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use crossbeam_channel::Sender;
 
+use crate::diarize::Relabel;
 use crate::event::WorkMs;
 
 /// Audio held in the pipeline, in microseconds of audio, and its peak.
@@ -108,12 +109,46 @@ pub(crate) struct Counters {
     pub speculative_hits: AtomicU32,
     pub asr_retries: AtomicU32,
     pub empty_turns: AtomicU32,
-    /// Earlier speech given to another speaker by live diarisation, 10 ms frames.
+    /// Speech live diarisation gave to another speaker after its turn went
+    /// out: (leg, stretch), merged, at most [`MAX_RELABELS`] kept.
+    pub relabels: std::sync::Mutex<Vec<(u8, Relabel)>>,
+    /// Frames (10 ms) relabelled in all, kept or not.
     pub relabelled_frames: AtomicUsize,
     pub work: Work,
 }
 
+/// Relabelled stretches kept for the summary (a call that keeps changing
+/// its mind is reported by its first stretches and the total).
+pub(crate) const MAX_RELABELS: usize = 64;
+
 impl Counters {
+    /// Note stretches of leg `leg` that live diarisation gave to another
+    /// speaker after they went out; a stretch that continues the previous
+    /// one with the same change is merged into it.
+    pub fn relabelled(&self, leg: u8, relabels: &[Relabel]) {
+        if relabels.is_empty() {
+            return;
+        }
+        let frames: usize = relabels.iter().map(|r| r.end - r.start).sum();
+        self.relabelled_frames.fetch_add(frames, Ordering::Relaxed);
+        let mut kept = self.relabels.lock().unwrap_or_else(|e| e.into_inner());
+        for r in relabels {
+            let full = kept.len() >= MAX_RELABELS;
+            match kept.last_mut() {
+                Some((l, last))
+                    if *l == leg
+                        && last.from == r.from
+                        && last.to == r.to
+                        && r.start <= last.end + 1 =>
+                {
+                    last.end = last.end.max(r.end);
+                }
+                _ if !full => kept.push((leg, *r)),
+                _ => {}
+            }
+        }
+    }
+
     /// Count one skipped partial.
     pub fn skip_partial(&self) {
         self.partials_skipped.fetch_add(1, Ordering::Relaxed);
@@ -162,6 +197,43 @@ mod tests {
         assert_eq!(r.asr, 23.0);
         assert_eq!(r.asr_speculative_unused, 5.0);
         assert_eq!(r.total, 32.0);
+    }
+
+    fn relabel(start: usize, end: usize, from: usize, to: usize) -> Relabel {
+        Relabel {
+            start,
+            end,
+            from,
+            to,
+        }
+    }
+
+    #[test]
+    fn relabels_merge_when_they_continue_and_stay_bounded() {
+        let c = Counters::default();
+        c.relabelled(0, &[relabel(10, 20, 0, 1), relabel(21, 30, 0, 1)]);
+        c.relabelled(0, &[relabel(25, 40, 0, 1), relabel(50, 60, 1, 0)]);
+        c.relabelled(1, &[relabel(60, 70, 1, 0)]);
+        let kept = c.relabels.lock().unwrap().clone();
+        assert_eq!(
+            kept,
+            vec![
+                (0, relabel(10, 40, 0, 1)),
+                (0, relabel(50, 60, 1, 0)),
+                (1, relabel(60, 70, 1, 0))
+            ]
+        );
+        assert_eq!(
+            c.relabelled_frames.load(Ordering::Relaxed),
+            10 + 9 + 15 + 10 + 10
+        );
+        for i in 0..200 {
+            c.relabelled(
+                0,
+                &[relabel(1000 + i * 10, 1005 + i * 10, i % 2, 1 - i % 2)],
+            );
+        }
+        assert_eq!(c.relabels.lock().unwrap().len(), MAX_RELABELS);
     }
 
     #[test]

@@ -188,6 +188,7 @@ pub(crate) fn empty_summary(call_id: &str) -> Event {
         language: None,
         languages: Default::default(),
         warnings: Vec::new(),
+        relabelled: Vec::new(),
         stats: Default::default(),
     })
 }
