@@ -119,18 +119,34 @@ fn live_replay_matches_offline_scoring_and_partials_only_grow() {
             }
             assert!(t["timings"]["latency_ms"].as_f64().unwrap() > 0.0);
         }
-        // Turns longer than 2.6 s of speech get at least one partial.
-        for t in turns(&live) {
-            let len = t["end"].as_f64().unwrap() - t["start"].as_f64().unwrap();
-            if len > 2.6 {
-                assert!(
-                    ps.iter()
-                        .any(|p| p["leg"] == t["leg"] && p["seq"] == t["seq"]),
-                    "{file}: no partial for the {len:.1} s turn '{}'",
-                    t["text"]
-                );
-            }
-        }
+        // Turns longer than 2.6 s of speech get partials. Partials are best
+        // effort: one the recogniser had no time for is skipped and counted
+        // (a CI machine busy with other work skipped all of a 3.4 s turn's).
+        // So: most long turns have them, and every long turn without one is
+        // accounted for in `partials_skipped`.
+        let long: Vec<_> = turns(&live)
+            .into_iter()
+            .filter(|t| t["end"].as_f64().unwrap() - t["start"].as_f64().unwrap() > 2.6)
+            .collect();
+        let bare: Vec<_> = long
+            .iter()
+            .filter(|t| {
+                !ps.iter()
+                    .any(|p| p["leg"] == t["leg"] && p["seq"] == t["seq"])
+            })
+            .map(|t| t["text"].as_str().unwrap_or(""))
+            .collect();
+        let skipped = s["stats"]["partials_skipped"].as_u64().unwrap();
+        assert!(
+            bare.len() * 4 <= long.len(),
+            "{file}: {} of {} long turns without a partial: {bare:?}",
+            bare.len(),
+            long.len()
+        );
+        assert!(
+            bare.is_empty() || skipped as usize >= bare.len(),
+            "{file}: long turns without a partial and none skipped: {bare:?}"
+        );
     }
 }
 

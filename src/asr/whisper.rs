@@ -422,10 +422,15 @@ impl WhisperAsr {
         // hottest decode when every temperature fails its checks, which is
         // where invented text comes from; here a fallback is tried only when
         // the first pass fails, and kept only when it passes.
-        let first = self.pass(input, audio_ctx, seconds, 0.0)?;
+        let first = self.pass(input, audio_ctx, seconds, 0.0, None)?;
         let pass =
             if first.failed() && self.model.cfg.temperature_fallback {
-                let second = self.pass(input, audio_ctx, seconds, FALLBACK_TEMPERATURE)?;
+                // The fallback decodes in the language the first pass found: a
+                // second detection inside whisper_full can differ (it runs with
+                // the encoder window the previous decode left), and the
+                // fallback is about the words, not the language.
+                let lang = first.language.clone();
+                let second = self.pass(input, audio_ctx, seconds, FALLBACK_TEMPERATURE, lang)?;
                 tracing::debug!(
                 "temperature fallback over {seconds:.1} s: t=0 logprob {:.2} compression {:.2}; \
                  t>0 logprob {:.2} compression {:.2}; keeping {}",
@@ -470,13 +475,15 @@ impl WhisperAsr {
     }
 
     /// One `whisper_full` run at `temperature` (0: no fallback; above 0:
-    /// whisper.cpp's own fallback steps up from there).
+    /// whisper.cpp's own fallback steps up from there), in `language` when
+    /// given (multilingual models).
     fn pass(
         &mut self,
         input: &[f32],
         audio_ctx: Option<i32>,
         seconds: f64,
         temperature: f32,
+        language: Option<String>,
     ) -> Result<Pass, AsrError> {
         let cfg = &self.model.cfg;
         let strategy = if cfg.beam_size > 1 {
@@ -497,9 +504,9 @@ impl WhisperAsr {
         p.set_entropy_thold(ENTROPY_THRESHOLD);
         p.set_logprob_thold(LOGPROB_THRESHOLD);
         if self.model.is_multilingual() {
-            let lang = self
-                .force_language
+            let lang = language
                 .as_deref()
+                .or(self.force_language.as_deref())
                 .unwrap_or(cfg.language.as_str());
             p.set_language(Some(lang));
         } else {
