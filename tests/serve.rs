@@ -638,9 +638,12 @@ fn load_twenty_subscribers_four_calls() {
         if let Some(kb) = proc_kb(pid, "VmRSS:") {
             rss.push((t0.elapsed().as_secs_f64(), kb));
         }
+        // A guard against a hang, not a speed check: real time is `secs`,
+        // and a CI machine busy with other work once needed more than 2x.
         assert!(
-            t0.elapsed().as_secs_f64() < secs * 2.0 + 120.0,
-            "the calls did not finish"
+            t0.elapsed().as_secs_f64() < secs * 4.0 + 120.0,
+            "the calls did not finish in {:.0} s",
+            t0.elapsed().as_secs_f64()
         );
         std::thread::sleep(Duration::from_secs(2));
     }
