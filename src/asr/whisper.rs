@@ -127,8 +127,14 @@ struct LanguageId {
 }
 
 impl LanguageId {
+    /// No more passes are needed: all votes are in, or English already
+    /// has enough probability that the mean over all votes cannot fall
+    /// below [`LID_MAX_EN_P`] whatever the rest say (the same answer, without
+    /// the remaining passes: an English call usually settles on one).
     fn settled(&self) -> bool {
-        self.passes >= LID_VOTES
+        let en = whisper_rs::get_lang_id("en").unwrap_or(0) as usize;
+        let sum_en = self.sum.get(en).copied().unwrap_or(0.0);
+        self.passes >= LID_VOTES || sum_en >= LID_MAX_EN_P * LID_VOTES as f32
     }
 
     fn add(&mut self, probs: &[f32]) {
@@ -760,6 +766,24 @@ mod tests {
         lid.add(&probs(&[("en", 0.9)]));
         assert!(lid.settled());
         assert_eq!(lid.language().as_deref(), Some("en"));
+        // Clearly English on the first pass: settled at once, since no two
+        // later votes could take the mean below the bound.
+        let mut lid = LanguageId::default();
+        lid.add(&probs(&[("en", 0.55), ("de", 0.3)]));
+        assert!(!lid.settled());
+        lid.add(&probs(&[("en", 0.05), ("de", 0.9)]));
+        assert!(lid.settled());
+        assert_eq!(lid.language().as_deref(), Some("en"));
+        let mut lid = LanguageId::default();
+        lid.add(&probs(&[("en", 0.7)]));
+        assert!(lid.settled());
+        lid.add(&probs(&[("de", 1.0)]));
+        lid.add(&probs(&[("de", 1.0)]));
+        assert_eq!(
+            lid.language().as_deref(),
+            Some("en"),
+            "the same answer all three votes give"
+        );
     }
 
     #[test]
