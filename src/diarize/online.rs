@@ -1,7 +1,7 @@
 //! Live diarisation: speech regions are fed as they finish; every feed
 //! re-runs the shared clustering core over all speech so far, keeps speaker
 //! numbers stable by matching the new clusters to the previous ones, and
-//! reports stretches of earlier speech whose speaker changed.
+//! at the end tells which speech changed speaker after it was reported.
 
 use super::der::max_assignment;
 use super::track::Tracker;
@@ -25,8 +25,6 @@ pub struct Relabel {
 pub struct OnlineUpdate {
     /// Segments of the region just fed, with the labels so far.
     pub segments: Vec<Segment>,
-    /// Earlier stretches whose speaker changed with this feed.
-    pub relabelled: Vec<Relabel>,
     /// Speakers found so far.
     pub speakers: usize,
 }
@@ -62,7 +60,6 @@ impl<E: SpeakerEmbedder> OnlineDiarizer<E> {
         self.tracker.recluster();
         self.keep_ids(&old_labels);
         let now = self.tracker.segments();
-        let relabelled = diff(&self.reported, &now);
         let (a, b) = self.tracker.region_span(region);
         let segments: Vec<Segment> = now
             .iter()
@@ -77,7 +74,6 @@ impl<E: SpeakerEmbedder> OnlineDiarizer<E> {
         self.reported = now;
         Ok(OnlineUpdate {
             segments,
-            relabelled,
             speakers: self.tracker.speakers(),
         })
     }
