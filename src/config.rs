@@ -8,6 +8,7 @@
 //! whisper_model = "/path/ggml-small.bin"   # optional: your own ggml file (env CALLPULSE_WHISPER_MODEL)
 //! onnxruntime_lib = "/path/libonnxruntime.so"  # optional (env CALLPULSE_ORT_LIB)
 //! language_id = true             # tiny.en: flag non-English calls (uses Whisper base when installed)
+//! heads = "models/store/heads"    # retrained heads (`train --install`) load from here (env CALLPULSE_HEADS_DIR)
 //!
 //! [roles]
 //! channel0 = "agent"
@@ -185,6 +186,10 @@ pub struct ModelsConfig {
     /// Whisper base when it is installed (`models fetch --asr base`), and
     /// flag calls in other languages instead of scoring invented English.
     pub language_id: bool,
+    /// Where retrained text heads are installed (`train --install`) and
+    /// loaded from, in preference to the bundled ones (default: `heads/`
+    /// in the models directory; env CALLPULSE_HEADS_DIR).
+    pub heads: Option<PathBuf>,
 }
 
 impl Default for ModelsConfig {
@@ -195,6 +200,7 @@ impl Default for ModelsConfig {
             whisper_model: None,
             onnxruntime_lib: None,
             language_id: true,
+            heads: None,
         }
     }
 }
@@ -611,6 +617,18 @@ impl Config {
         self.rtp.validate().map_err(ConfigError::Invalid)?;
         self.serve.validate().map_err(ConfigError::Invalid)?;
         Ok(())
+    }
+
+    /// Where installed heads live: config, then `$CALLPULSE_HEADS_DIR`,
+    /// then `heads/` in the models directory.
+    pub fn heads_dir(&self) -> PathBuf {
+        if let Some(d) = &self.models.heads {
+            return d.clone();
+        }
+        if let Some(d) = std::env::var_os("CALLPULSE_HEADS_DIR") {
+            return PathBuf::from(d);
+        }
+        self.models_dir().join("heads")
     }
 
     /// The model directory: config, then `$CALLPULSE_MODELS_DIR`, then

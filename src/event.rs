@@ -12,6 +12,16 @@ use serde::{Deserialize, Serialize};
 /// Version of the event schema written in every event's `schema` field.
 pub const SCHEMA_VERSION: &str = "1.4";
 
+/// The versions of the text heads behind a turn's labels (a head's
+/// `head_version`: `TASK-YYYYMMDD-HASH8` of its training data).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct ModelVersions {
+    /// The polarity head.
+    pub polarity: String,
+    /// The emotion head.
+    pub emotion: String,
+}
+
 /// Which party a leg carries.
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord, Default,
@@ -284,6 +294,9 @@ pub struct TurnEvent {
     /// Kinds of personal data redacted from `text` and `words`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub redacted: Vec<String>,
+    /// The versions of the text heads that labelled this turn.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<ModelVersions>,
     /// Prosodic features.
     pub prosody: Prosody,
     /// Timings.

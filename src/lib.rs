@@ -71,6 +71,7 @@
 //! - [`bench`]: the measurement harnesses behind `callpulse bench`.
 //! - [`config`]: the TOML configuration.
 
+pub mod annotate;
 pub mod asr;
 pub mod audio;
 pub mod bench;

@@ -158,6 +158,30 @@ pub fn load_labelled(path: &Path) -> Result<Vec<Labelled>, TrainError> {
     Ok(out)
 }
 
+/// Today's UTC date as `YYYYMMDD` (the date part of a head's version).
+pub fn utc_date_compact() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let (y, m, d) = civil_from_days((secs / 86_400) as i64);
+    format!("{y:04}{m:02}{d:02}")
+}
+
+/// Days since 1970-01-01 → (year, month, day), proleptic Gregorian
+/// (Howard Hinnant's algorithm).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
 /// Embed texts in batches of 32, calling `progress(done, total)`.
 pub fn embed_all(
     enc: &dyn TextEncoder,
@@ -495,6 +519,8 @@ pub fn train_head(
         bias: b.into_iter().map(|v| (v * 1e5).round() / 1e5).collect(),
         temperature,
         training: serde_json::to_value(&report).unwrap_or_default(),
+        head_version: None,
+        data_sha256: None,
     };
     Ok((head, report))
 }
@@ -587,12 +613,25 @@ pub fn evaluate(
             .collect::<Vec<_>>(),
         &|_, _| {},
     )?;
+    Ok(evaluate_embedded(task, labels, predict, &lines, &x, file))
+}
+
+/// [`evaluate`] on lines already embedded: each with its gold class index
+/// and, in `x`, its embedding.
+pub fn evaluate_embedded(
+    task: &str,
+    labels: &[&str],
+    predict: &Predict,
+    lines: &[(&Labelled, usize)],
+    x: &[Vec<f32>],
+    file: &str,
+) -> EvalReport {
     let k = labels.len();
     let mut conf = vec![vec![0usize; k]; k];
     let mut slices: BTreeMap<(bool, String), Vec<Vec<usize>>> = BTreeMap::new();
     let binary_gold = task == "polarity" && !lines.iter().any(|(_, g)| *g == 1);
     let (mut calib, mut bin) = (Vec::new(), (0usize, 0usize));
-    for (v, (l, g)) in x.iter().zip(&lines) {
+    for (v, (l, g)) in x.iter().zip(lines) {
         let p = predict(v, l.role);
         let best = argmax(&p);
         conf[*g][best] += 1;
@@ -634,7 +673,7 @@ pub fn evaluate(
             .map(|((_, name), c)| (name.clone(), slice(c)))
             .collect()
     };
-    Ok(EvalReport {
+    EvalReport {
         file: file.into(),
         task: task.into(),
         n: lines.len(),
@@ -659,7 +698,7 @@ pub fn evaluate(
         confusion: conf,
         per_language: per(true),
         per_role: per(false),
-    })
+    }
 }
 
 impl EvalReport {
@@ -728,6 +767,13 @@ mod tests {
         // 95% confident and right half the time: off by 0.45.
         v = (0..100).map(|i| (0.95, i % 2 == 0)).collect();
         assert!((ece(&v, 10) - 0.45).abs() < 1e-6);
+    }
+
+    #[test]
+    fn civil_dates_from_day_counts() {
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(civil_from_days(20_788), (2026, 12, 1));
+        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
     }
 
     #[test]

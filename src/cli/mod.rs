@@ -1,5 +1,6 @@
 //! Subcommands, one file each.
 
+mod annotate;
 mod bench;
 mod diarize;
 mod live;
@@ -63,6 +64,10 @@ pub struct ModelArgs {
     /// [config: asr.language]
     #[arg(long, value_name = "auto|CODE", value_parser = parse_language)]
     pub language: Option<String>,
+    /// Where retrained text heads are installed and loaded from.
+    /// [config: models.heads; env CALLPULSE_HEADS_DIR]
+    #[arg(long, value_name = "DIR")]
+    pub heads_dir: Option<PathBuf>,
 }
 
 fn parse_language(s: &str) -> Result<String, String> {
@@ -100,6 +105,9 @@ impl ModelArgs {
         }
         if let Some(l) = &self.language {
             cfg.asr.language = l.clone();
+        }
+        if let Some(d) = &self.heads_dir {
+            cfg.models.heads = Some(d.clone());
         }
     }
 }
@@ -184,6 +192,9 @@ pub enum Command {
     RtpSend(telephony::RtpSendArgs),
     /// Fetch, list and locate models.
     Models(models::ModelsArgs),
+    /// Human labelling with Label Studio: export scored calls as tasks,
+    /// import the labels, measure agreement, calibrate the model.
+    Annotate(annotate::AnnotateArgs),
     /// Train the polarity or emotion head.
     Train(train::TrainArgs),
     /// Evaluate polarity or emotion on labelled sentences, a scored call against per-turn labels, or transcripts (WER).
@@ -216,6 +227,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::RtpSend(a) => telephony::rtp_send(a),
         Command::Serve(a) => serve::run(cfg, *a),
         Command::Models(a) => models::run(cfg, a),
+        Command::Annotate(a) => annotate::run(cfg, a),
         Command::Train(a) => train::run_train(cfg, a),
         Command::Eval(a) => train::run_eval(cfg, a),
         Command::Diarize(a) => diarize::run(cfg, a),

@@ -30,6 +30,11 @@ enum ModelsCmd {
         /// the `ort-cuda` feature, which load it instead of the CPU build).
         #[arg(long)]
         gpu: bool,
+        /// Also install the annotation tools into a venv in the models
+        /// directory: Label Studio 1.23.2 (for `annotate` round trips and the
+        /// tests) and the `krippendorff` reference package (about 300 MB).
+        #[arg(long)]
+        label_studio: bool,
         /// No progress output.
         #[arg(short, long)]
         quiet: bool,
@@ -56,6 +61,7 @@ pub fn run(mut cfg: Config, a: ModelsArgs) -> Result<i32> {
             data,
             corpus,
             gpu,
+            label_studio,
             quiet,
         } => {
             models.apply(&mut cfg);
@@ -83,6 +89,12 @@ pub fn run(mut cfg: Config, a: ModelsArgs) -> Result<i32> {
             }
             let dir = cfg.models_dir();
             models::fetch(&dir, &comps, quiet)?;
+            if label_studio {
+                let v = models::annotation_tools(&dir, quiet)?;
+                if !quiet {
+                    eprintln!("annotation tools ready in {}", v.display());
+                }
+            }
             if !quiet {
                 eprintln!("models ready in {}", dir.display());
             }
@@ -92,11 +104,17 @@ pub fn run(mut cfg: Config, a: ModelsArgs) -> Result<i32> {
             models.apply(&mut cfg);
             let dir = cfg.models_dir();
             let list = models::list_installed(&dir);
+            let heads = heads_in_effect(&cfg)?;
             if json {
-                let v: Vec<_> = list
+                let mut v: Vec<_> = list
                     .iter()
                     .map(|c| serde_json::json!({"name": c.name, "packages": c.packages, "licence": c.licence, "path": c.path, "files": c.files}))
                     .collect();
+                v.extend(heads.iter().map(|h| serde_json::json!({"name": format!("{}-head", h.task), "kind": "head", "version": h.version, "data_sha256": h.data_sha256, "source": h.source})));
+                let venv = models::annotation_venv(&dir);
+                if venv.join(".ready").is_file() {
+                    v.push(serde_json::json!({"name": "annotation-tools", "packages": models::ANNOTATION_TOOLS, "path": venv}));
+                }
                 println!("{}", serde_json::to_string_pretty(&v)?);
                 return Ok(0);
             }
@@ -106,6 +124,18 @@ pub fn run(mut cfg: Config, a: ModelsArgs) -> Result<i32> {
                     dir.display()
                 );
                 return Ok(0);
+            }
+            println!("text heads in effect:");
+            for h in &heads {
+                println!("  {:<9} {:<28} {}", h.task, h.version, h.source);
+            }
+            let venv = models::annotation_venv(&dir);
+            if venv.join(".ready").is_file() {
+                println!(
+                    "annotation tools: {} in {}",
+                    models::ANNOTATION_TOOLS.join(" "),
+                    venv.display()
+                );
             }
             println!(
                 "{:<20} {:<38} {:>10}  {:<16} path",
@@ -144,6 +174,40 @@ pub fn run(mut cfg: Config, a: ModelsArgs) -> Result<i32> {
             Ok(0)
         }
     }
+}
+
+struct HeadInfo {
+    task: &'static str,
+    version: String,
+    data_sha256: Option<String>,
+    source: String,
+}
+
+/// The polarity and emotion heads a run would use: installed or bundled.
+fn heads_in_effect(cfg: &Config) -> Result<Vec<HeadInfo>> {
+    use callpulse::intel::emotion::EmotionHead;
+    use callpulse::sentiment::PolarityHead;
+    let dir = cfg.heads_dir();
+    let mut out = Vec::new();
+    for task in ["polarity", "emotion"] {
+        let path = dir.join(format!("{task}-head.json"));
+        let head = if task == "polarity" {
+            PolarityHead::load(&dir)?.0
+        } else {
+            EmotionHead::load(&dir)?.0
+        };
+        out.push(HeadInfo {
+            task,
+            version: head.version_id(),
+            data_sha256: head.data_sha256.clone(),
+            source: if path.is_file() {
+                format!("installed: {}", path.display())
+            } else {
+                "bundled".into()
+            },
+        });
+    }
+    Ok(out)
 }
 
 fn human(n: u64) -> String {

@@ -46,6 +46,27 @@ pub struct TrainArgs {
     /// interaction (agent-specific weights on top of the shared ones).
     #[arg(long, value_delimiter = ',', default_value = "none,bias,interaction", value_parser = parse_role_features)]
     roles: Vec<RoleFeatures>,
+    /// Your team's labelled lines (e.g. the gold set of `annotate
+    /// agreement`), trained on together with the project's; repeat for
+    /// several files. With --extra the new head is installed (--install)
+    /// unless --out is given.
+    #[arg(long, value_name = "GOLD.jsonl")]
+    extra: Vec<PathBuf>,
+    /// Install the new head in the heads directory (models/store/heads, see
+    /// --heads-dir), where every command loads it in place of the bundled one.
+    #[arg(long)]
+    install: bool,
+    /// The held-out lines the guard measures (default: the project's
+    /// held-out split, data/support_heldout.jsonl).
+    #[arg(long, value_name = "FILE")]
+    holdout: Option<PathBuf>,
+    /// The guard: refuse to replace a head when the new one's held-out
+    /// macro-F1 is lower by more than this (absolute, 0.02 = 2 points).
+    #[arg(long, default_value_t = 0.02)]
+    max_drop: f64,
+    /// Replace the head even when the guard refuses.
+    #[arg(long)]
+    force: bool,
     #[command(flatten)]
     models: ModelArgs,
 }
@@ -112,7 +133,10 @@ pub struct EvalArgs {
 }
 
 /// The encoder the heads are trained on (one thread per batch is plenty).
-fn encoder(cfg: &Config, data: bool) -> Result<(E5Encoder, callpulse::models::ModelPaths)> {
+pub(super) fn encoder(
+    cfg: &Config,
+    data: bool,
+) -> Result<(E5Encoder, callpulse::models::ModelPaths)> {
     let mut comps = vec![Component::runtime(), Component::E5Small];
     if data {
         comps.push(Component::SentimentData);
@@ -156,12 +180,9 @@ fn support_files(a: &TrainArgs) -> Vec<PathBuf> {
 pub fn run_train(mut cfg: Config, a: TrainArgs) -> Result<i32> {
     a.models.apply(&mut cfg);
     let polarity = a.target == Target::Polarity;
+    let task = if polarity { "polarity" } else { "emotion" };
     let (enc, paths) = encoder(&cfg, polarity && !a.no_reviews)?;
     let files = support_files(&a);
-    let mut lines: Vec<Labelled> = Vec::new();
-    for f in &files {
-        lines.extend(load_labelled(f)?);
-    }
     let gold = |l: &Labelled| {
         if polarity {
             l.polarity.map(polarity_index)
@@ -169,19 +190,57 @@ pub fn run_train(mut cfg: Config, a: TrainArgs) -> Result<i32> {
             l.emotion
         }
     };
-    lines.retain(|l| gold(l).is_some());
+    let mut lines: Vec<Labelled> = Vec::new();
+    let mut hashed: Vec<(String, Vec<u8>)> = Vec::new();
+    let mut extra_lines = 0;
+    for (f, is_extra) in files
+        .iter()
+        .map(|f| (f, false))
+        .chain(a.extra.iter().map(|f| (f, true)))
+    {
+        let mut l = load_labelled(f)?;
+        l.retain(|l| gold(l).is_some());
+        if is_extra {
+            if l.is_empty() {
+                bail!(
+                    "{}: no line has a {task} label (ties in a gold set carry none)",
+                    f.display()
+                );
+            }
+            extra_lines += l.len();
+        }
+        lines.extend(l);
+        hashed.push((
+            f.file_name()
+                .map(|n| n.to_string_lossy().to_string())
+                .unwrap_or_default(),
+            std::fs::read(f).with_context(|| format!("cannot read {}", f.display()))?,
+        ));
+    }
     if lines.is_empty() {
         bail!("no training lines with a {:?} label", a.target);
     }
     if a.alphas.iter().any(|x| !(x.is_finite() && *x > 0.0)) || a.roles.is_empty() {
         bail!("--alphas must be positive numbers and --roles must name at least one treatment");
     }
+    if !(a.max_drop.is_finite() && a.max_drop >= 0.0) {
+        bail!("--max-drop must be a number of at least 0");
+    }
     let mut reviews = Vec::new();
     if polarity && !a.no_reviews {
         for name in ["amazon.json", "imdb.json"] {
-            reviews.extend(load_labelled(&paths.sentiment_data.join(name))?);
+            let p = paths.sentiment_data.join(name);
+            reviews.extend(load_labelled(&p)?);
+            hashed.push((name.to_string(), std::fs::read(&p)?));
         }
     }
+    // Where the head goes, and what it replaces.
+    let install = a.install || (!a.extra.is_empty() && a.out.is_none());
+    let out = match (&a.out, install) {
+        (Some(o), _) => o.clone(),
+        (None, true) => cfg.heads_dir().join(format!("{task}-head.json")),
+        (None, false) => PathBuf::from(format!("models/{task}-head.json")),
+    };
     let x = embed_all(
         &enc,
         &lines.iter().map(|l| l.text.as_str()).collect::<Vec<_>>(),
@@ -216,39 +275,130 @@ pub fn run_train(mut cfg: Config, a: TrainArgs) -> Result<i32> {
         .collect();
     let labels: &[&str] = if polarity { &POLARITY_LABELS } else { &LABELS };
     let spec = HeadSpec {
-        task: if polarity { "polarity" } else { "emotion" },
+        task,
         labels,
         encoder: ENCODER,
         modes: &a.roles,
         alphas: &a.alphas,
     };
     let (mut head, report) = train_head(&spec, &support, &extra, &|m| eprintln!("train: {m}"))?;
+    let sha = callpulse::sentiment::data_sha256(&hashed);
+    head.head_version = Some(format!(
+        "{task}-{}-{}",
+        callpulse::train::utc_date_compact(),
+        &sha[..8]
+    ));
+    head.data_sha256 = Some(sha);
     if let serde_json::Value::Object(m) = &mut head.training {
         let mut data: Vec<String> = files
             .iter()
             .map(|f| format!("{} (callpulse, CC0-1.0)", f.display()))
             .collect();
+        data.extend(
+            a.extra
+                .iter()
+                .map(|f| format!("{} (your labels)", f.display())),
+        );
         if !reviews.is_empty() {
             data.push("npm sentiment 5.0.2 test/fixtures/amazon.json + imdb.json (UCI Sentiment Labelled Sentences, CC BY 4.0)".into());
         }
-        m.insert(
-            "command".into(),
-            format!("callpulse train {}", spec.task).into(),
-        );
+        let mut cmd = format!("callpulse train {task}");
+        for f in &a.extra {
+            cmd.push_str(&format!(" --extra {}", f.display()));
+        }
+        m.insert("command".into(), cmd.into());
         m.insert("data".into(), serde_json::json!(data));
+        m.insert("extra_lines".into(), extra_lines.into());
         m.insert(
             "held_out".into(),
             "data/support_heldout.jsonl and npm sentiment 5.0.2 yelp.json: never trained or tuned on".into(),
         );
     }
-    let out = a
-        .out
-        .clone()
-        .unwrap_or_else(|| PathBuf::from(format!("models/{}-head.json", spec.task)));
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    // The guard: the head this one replaces, against it on the held-out lines.
+    let current = if out.is_file() {
+        Some(
+            callpulse::sentiment::LinearHead::from_json(
+                &std::fs::read_to_string(&out)?,
+                task,
+                labels,
+            )
+            .with_context(|| format!("the head at {} is not a {task} head", out.display()))?,
+        )
+    } else if install {
+        Some(if polarity {
+            PolarityHead::bundled()?.0
+        } else {
+            EmotionHead::bundled()?.0
+        })
+    } else {
+        None
+    };
+    if let Some(cur) = current {
+        let holdout = a
+            .holdout
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("data/support_heldout.jsonl"));
+        let data = load_labelled(&holdout)?;
+        let name = holdout.display().to_string();
+        let lines: Vec<(&Labelled, usize)> = data
+            .iter()
+            .filter_map(|l| gold(l).map(|g| (l, g)))
+            .collect();
+        let x = embed_all(
+            &enc,
+            &lines
+                .iter()
+                .map(|(l, _)| l.text.as_str())
+                .collect::<Vec<_>>(),
+            &|_, _| {},
+        )?;
+        let score = |h: &callpulse::sentiment::LinearHead| {
+            callpulse::train::evaluate_embedded(
+                task,
+                labels,
+                &|v, r| h.probs(v, r),
+                &lines,
+                &x,
+                &name,
+            )
+        };
+        let (before, after) = (score(&cur), score(&head));
+        if before.n == 0 {
+            bail!("{name}: no held-out line has a {task} label");
+        }
+        eprintln!(
+            "guard on {name} ({} lines): macro-F1 {:.4} -> {:.4}, accuracy {:.1}% -> {:.1}% (head {} -> {})",
+            before.n,
+            before.macro_f1,
+            after.macro_f1,
+            before.accuracy * 100.0,
+            after.accuracy * 100.0,
+            cur.version_id(),
+            head.version_id()
+        );
+        if after.macro_f1 < before.macro_f1 - a.max_drop && !a.force {
+            let rejected = out.with_extension("rejected.json");
+            if let Some(d) = rejected.parent() {
+                std::fs::create_dir_all(d)?;
+            }
+            std::fs::write(&rejected, serde_json::to_string(&head)? + "\n")?;
+            eprintln!(
+                "train: refused: held-out macro-F1 fell by {:.4}, more than --max-drop {}; {} is unchanged. The new head is in {} for inspection (--force installs it anyway)",
+                before.macro_f1 - after.macro_f1,
+                a.max_drop,
+                out.display(),
+                rejected.display()
+            );
+            return Ok(3);
+        }
+    }
+    if let Some(d) = out.parent() {
+        std::fs::create_dir_all(d).with_context(|| format!("cannot create {}", d.display()))?;
+    }
     std::fs::write(&out, serde_json::to_string(&head)? + "\n")
         .with_context(|| format!("cannot write {}", out.display()))?;
-    println!("{}", serde_json::to_string_pretty(&report)?);
-    eprintln!("wrote {}", out.display());
+    eprintln!("wrote {} (head {})", out.display(), head.version_id());
     Ok(0)
 }
 
@@ -344,7 +494,10 @@ pub fn run_eval(mut cfg: Config, a: EvalArgs) -> Result<i32> {
             };
             let data = load_labelled(&path)?;
             let report = if a.target == EvalTarget::Polarity {
-                let head = read_head(&a.head, PolarityHead::from_json, PolarityHead::bundled)?;
+                let dir = cfg.heads_dir();
+                let head = read_head(&a.head, PolarityHead::from_json, || {
+                    PolarityHead::load(&dir)
+                })?;
                 evaluate(
                     &enc,
                     "polarity",
@@ -354,7 +507,8 @@ pub fn run_eval(mut cfg: Config, a: EvalArgs) -> Result<i32> {
                     &file,
                 )?
             } else {
-                let head = read_head(&a.head, EmotionHead::from_json, EmotionHead::bundled)?;
+                let dir = cfg.heads_dir();
+                let head = read_head(&a.head, EmotionHead::from_json, || EmotionHead::load(&dir))?;
                 evaluate(
                     &enc,
                     "emotion",

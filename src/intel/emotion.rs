@@ -52,6 +52,15 @@ impl EmotionHead {
         Self::from_json(BUNDLED_EMOTION_HEAD)
     }
 
+    /// The head installed in `heads_dir` (`emotion-head.json`, written by
+    /// `callpulse train emotion --install`), else the bundled one.
+    pub fn load(heads_dir: &std::path::Path) -> Result<Self, HeadError> {
+        match LinearHead::installed(&heads_dir.join("emotion-head.json"), "emotion", &LABELS)? {
+            Some(h) => Ok(EmotionHead(h)),
+            None => Self::bundled(),
+        }
+    }
+
     /// Probabilities from an embedding, the speaker's role and their arousal.
     pub fn predict(&self, x: &[f32], role: Role, arousal: f32) -> [f32; 6] {
         let t = self.0.temperature;
@@ -116,6 +125,8 @@ mod tests {
             bias: vec![0.0; 6],
             temperature: 1.0,
             training: serde_json::Value::Null,
+            head_version: None,
+            data_sha256: None,
         };
         h.bias[5] = 1.0;
         let h = EmotionHead(h);

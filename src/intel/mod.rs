@@ -791,6 +791,7 @@ mod tests {
             spans: vec![],
             trend: None,
             redacted: vec![],
+            model: None,
             prosody: Prosody {
                 energy_db_mean: 0.0,
                 energy_db_range: 0.0,

@@ -13,5 +13,6 @@ mod provision;
 pub mod torch;
 
 pub use provision::{
-    ensure, fetch, list_installed, Component, InstalledComponent, ModelPaths, ProvisionError,
+    annotation_tools, annotation_venv, ensure, fetch, list_installed, Component,
+    InstalledComponent, ModelPaths, ProvisionError, ANNOTATION_TOOLS,
 };

@@ -1042,3 +1042,65 @@ mod tests {
         assert!(!d.path().join(pkg.file).exists());
     }
 }
+
+/// The annotation tools, pinned: Label Studio (the labelling server the
+/// annotation loop is tested against, Apache-2.0) and `krippendorff` (the
+/// reference implementation agreement is checked against, GPL-3.0; used by
+/// the tests only, never linked or shipped).
+pub const ANNOTATION_TOOLS: [&str; 2] = ["label-studio==1.23.2", "krippendorff==0.9.0"];
+
+/// Where [`annotation_tools`] installs its venv.
+pub fn annotation_venv(dir: &Path) -> PathBuf {
+    dir.join("annotation-tools").join("venv")
+}
+
+/// Install [`ANNOTATION_TOOLS`] into a venv under the models directory
+/// (`models fetch --label-studio`); returns the venv. pip checks each
+/// download against the registry's published hashes.
+pub fn annotation_tools(dir: &Path, quiet: bool) -> Result<PathBuf, ProvisionError> {
+    let venv = annotation_venv(dir);
+    let ready = venv.join(".ready");
+    let want = ANNOTATION_TOOLS.join(" ");
+    if fs::read_to_string(&ready).ok().as_deref() == Some(want.as_str()) {
+        return Ok(venv);
+    }
+    let python = std::env::var("CALLPULSE_PYTHON").unwrap_or_else(|_| "python3".into());
+    let missing = || {
+        ProvisionError::ToolMissing {
+        tool: python.clone(),
+        hint: "Label Studio needs Python 3 with venv (Debian: `apt-get install python3-venv`) or set CALLPULSE_PYTHON".into(),
+    }
+    };
+    let out = |q: bool| if q { Stdio::null() } else { Stdio::inherit() };
+    if !quiet {
+        eprintln!("installing {want} into {} (about 300 MB)", venv.display());
+    }
+    let ok = Command::new(&python)
+        .args(["-m", "venv"])
+        .arg(&venv)
+        .stdout(out(quiet))
+        .stderr(out(quiet))
+        .status()
+        .map_err(|_| missing())?
+        .success();
+    if !ok {
+        return Err(missing());
+    }
+    let status = Command::new(venv.join("bin/pip"))
+        .args(["install", "-q", "--disable-pip-version-check"])
+        .args(ANNOTATION_TOOLS)
+        .stdout(out(quiet))
+        .stderr(out(quiet))
+        .status()
+        .map_err(io_err("cannot run the venv's pip"))?;
+    if !status.success() {
+        return Err(ProvisionError::Download {
+            package: want,
+            version: "(pinned)".into(),
+            tool: "pip install".into(),
+            code: status.code().unwrap_or(-1),
+        });
+    }
+    fs::write(&ready, want.as_bytes()).map_err(io_err("cannot write the venv marker"))?;
+    Ok(venv)
+}

@@ -212,6 +212,10 @@ impl<'a, E: TextEncoder> AnalysisStage<'a, E> {
             spans: Vec::new(),
             trend: None,
             redacted,
+            model: Some(crate::event::ModelVersions {
+                polarity: self.models.head.0.version_id(),
+                emotion: self.models.emotion.0.version_id(),
+            }),
             prosody: pros,
             timings: Timings {
                 audio_end: end,

@@ -162,8 +162,8 @@ impl Engine {
             1,
             cfg!(feature = "ort-cuda"),
         )?;
-        let head = PolarityHead::bundled()?;
-        let emotion = EmotionHead::bundled()?;
+        let head = PolarityHead::load(&cfg.heads_dir())?;
+        let emotion = EmotionHead::load(&cfg.heads_dir())?;
         let rules = cfg
             .escalation
             .effective_rules()

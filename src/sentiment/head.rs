@@ -94,6 +94,25 @@ pub struct LinearHead {
     /// Free-form training record (data, counts, cross-validated figures).
     #[serde(default)]
     pub training: serde_json::Value,
+    /// The head's version, `TASK-YYYYMMDD-HASH8` (HASH8: the start of
+    /// `data_sha256`), reported in every turn event's `model` block.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub head_version: Option<String>,
+    /// SHA-256 of the training data ([`data_sha256`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_sha256: Option<String>,
+}
+
+/// The hash that versions a head's training data: SHA-256 over one line
+/// `NAME<TAB>SHA256(CONTENTS)` per file, in training order.
+pub fn data_sha256(files: &[(String, Vec<u8>)]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut all = Sha256::new();
+    for (name, bytes) in files {
+        let h = Sha256::digest(bytes);
+        all.update(format!("{name}\t{h:x}\n").as_bytes());
+    }
+    format!("{:x}", all.finalize())
 }
 
 impl LinearHead {
@@ -129,6 +148,33 @@ impl LinearHead {
             return bad("the temperature must be positive".into());
         }
         Ok(h)
+    }
+
+    /// The version reported in events (`TASK-unversioned` for a head
+    /// trained before heads carried one).
+    pub fn version_id(&self) -> String {
+        self.head_version
+            .clone()
+            .unwrap_or_else(|| format!("{}-unversioned", self.task))
+    }
+
+    /// Read the head installed at `path` (a clear error naming the file when
+    /// it is not a head for `task`), or None when there is none.
+    pub fn installed(
+        path: &std::path::Path,
+        task: &str,
+        labels: &[&str],
+    ) -> Result<Option<Self>, HeadError> {
+        match std::fs::read_to_string(path) {
+            Ok(s) => Self::from_json(&s, task, labels)
+                .map(Some)
+                .map_err(|e| HeadError::Parse(format!("{}: {e}", path.display()))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(HeadError::Parse(format!(
+                "cannot read {}: {e}",
+                path.display()
+            ))),
+        }
     }
 
     /// Uncalibrated logits of an embedding spoken by `role`.
@@ -170,6 +216,19 @@ impl PolarityHead {
     /// The head built into the binary.
     pub fn bundled() -> Result<Self, HeadError> {
         Self::from_json(BUNDLED_HEAD)
+    }
+
+    /// The head installed in `heads_dir` (`polarity-head.json`, written by
+    /// `callpulse train polarity --install`), else the bundled one.
+    pub fn load(heads_dir: &std::path::Path) -> Result<Self, HeadError> {
+        match LinearHead::installed(
+            &heads_dir.join("polarity-head.json"),
+            "polarity",
+            &POLARITY_LABELS,
+        )? {
+            Some(h) => Ok(PolarityHead(h)),
+            None => Self::bundled(),
+        }
     }
 
     /// Polarity from class probabilities in [`POLARITY_LABELS`] order.
@@ -230,6 +289,8 @@ mod tests {
             bias: vec![0.0, 1.0, 0.0],
             temperature: 1.0,
             training: serde_json::Value::Null,
+            head_version: None,
+            data_sha256: None,
         }
     }
 

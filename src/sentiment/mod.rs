@@ -10,8 +10,8 @@ mod head;
 
 pub use encoder::{E5Encoder, E5Prefix, EncoderError, TextEncoder, EMBED_DIM};
 pub use head::{
-    softmax, HeadError, LinearHead, PolarityHead, RoleFeatures, BUNDLED_HEAD, HEAD_FORMAT,
-    POLARITY_LABELS,
+    data_sha256, softmax, HeadError, LinearHead, PolarityHead, RoleFeatures, BUNDLED_HEAD,
+    HEAD_FORMAT, POLARITY_LABELS,
 };
 
 use crate::event::{Polarity, ProsodyZ};
