@@ -10,7 +10,7 @@
 use serde::{Deserialize, Serialize};
 
 /// Version of the event schema written in every event's `schema` field.
-pub const SCHEMA_VERSION: &str = "1.4";
+pub const SCHEMA_VERSION: &str = "1.5";
 
 /// The versions of the text heads behind a turn's labels (a head's
 /// `head_version`: `TASK-YYYYMMDD-HASH8` of its training data).

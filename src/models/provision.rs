@@ -1014,38 +1014,9 @@ pub fn list_installed(dir: &Path) -> Vec<InstalledComponent> {
     out
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_component_without_manifest_is_not_installed() {
-        let d = tempfile::tempdir().unwrap();
-        fs::create_dir_all(d.path().join("silero-vad")).unwrap();
-        fs::write(d.path().join("silero-vad/silero_vad.onnx"), b"half").unwrap();
-        assert!(!is_installed(d.path(), Component::SileroVad));
-        assert!(list_installed(d.path()).is_empty());
-    }
-
-    #[test]
-    fn checksum_mismatch_is_reported_and_the_file_removed() {
-        let d = tempfile::tempdir().unwrap();
-        let pkg = Package {
-            file: "fake-1.0-py3-none-any.whl",
-            sha256: "00",
-            ..SILERO
-        };
-        fs::write(d.path().join(pkg.file), b"not the real wheel").unwrap();
-        let e = download(&pkg, d.path(), true).unwrap_err();
-        assert!(matches!(e, ProvisionError::Checksum { .. }), "{e}");
-        assert!(e.to_string().contains("retry"));
-        assert!(!d.path().join(pkg.file).exists());
-    }
-}
-
 /// The annotation tools, pinned: Label Studio (the labelling server the
 /// annotation loop is tested against, Apache-2.0) and `krippendorff` (the
-/// reference implementation agreement is checked against, GPL-3.0; used by
+/// reference implementation agreement is checked against, GPL-3.0-or-later; used by
 /// the tests only, never linked or shipped).
 pub const ANNOTATION_TOOLS: [&str; 2] = ["label-studio==1.23.2", "krippendorff==0.9.0"];
 
@@ -1103,4 +1074,33 @@ pub fn annotation_tools(dir: &Path, quiet: bool) -> Result<PathBuf, ProvisionErr
     }
     fs::write(&ready, want.as_bytes()).map_err(io_err("cannot write the venv marker"))?;
     Ok(venv)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_component_without_manifest_is_not_installed() {
+        let d = tempfile::tempdir().unwrap();
+        fs::create_dir_all(d.path().join("silero-vad")).unwrap();
+        fs::write(d.path().join("silero-vad/silero_vad.onnx"), b"half").unwrap();
+        assert!(!is_installed(d.path(), Component::SileroVad));
+        assert!(list_installed(d.path()).is_empty());
+    }
+
+    #[test]
+    fn checksum_mismatch_is_reported_and_the_file_removed() {
+        let d = tempfile::tempdir().unwrap();
+        let pkg = Package {
+            file: "fake-1.0-py3-none-any.whl",
+            sha256: "00",
+            ..SILERO
+        };
+        fs::write(d.path().join(pkg.file), b"not the real wheel").unwrap();
+        let e = download(&pkg, d.path(), true).unwrap_err();
+        assert!(matches!(e, ProvisionError::Checksum { .. }), "{e}");
+        assert!(e.to_string().contains("retry"));
+        assert!(!d.path().join(pkg.file).exists());
+    }
 }
