@@ -151,10 +151,10 @@ fn agreement_matches_the_krippendorff_reference_package() {
             .clone()
     };
     let column = |f: fn(&(u64, u64, u64)) -> u64| -> Vec<Vec<Option<f64>>> {
-        grid.iter()
-            .map(|row| {
-                row.iter()
-                    .map(|c| c.as_ref().map(|c| f(c) as f64))
+        (0..coders.len())
+            .map(|c| {
+                grid.iter()
+                    .map(|unit| unit[c].as_ref().map(|v| f(v) as f64))
                     .collect()
             })
             .collect()
@@ -768,4 +768,149 @@ fn a_bad_export_is_refused_with_the_task_named_and_counts() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("not JSON"));
+}
+
+#[test]
+fn export_samples_the_least_certain_turns_and_redacts_text_and_audio() {
+    models();
+    let dir = tempfile::tempdir().unwrap();
+    let events = dir.path().join("call_signals.jsonl");
+    run_ok(&[
+        "score",
+        fixture("call_signals.wav").to_str().unwrap(),
+        "--quiet",
+        "-o",
+        events.to_str().unwrap(),
+    ]);
+    let turns: Vec<Value> = std::fs::read_to_string(&events)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|e| e["type"] == "turn")
+        .collect();
+    let margin = |t: &Value| {
+        let p = &t["polarity"]["probs"];
+        let mut v = [
+            p["negative"].as_f64().unwrap(),
+            p["neutral"].as_f64().unwrap(),
+            p["positive"].as_f64().unwrap(),
+        ];
+        v.sort_by(|a, b| b.total_cmp(a));
+        v[0] - v[1]
+    };
+    let out = dir.path().join("ls");
+    run_ok(&[
+        "annotate",
+        "export",
+        events.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--audio",
+        fixture("call_signals.wav").to_str().unwrap(),
+        "--sample",
+        "4",
+    ]);
+    let tasks: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("tasks.json")).unwrap()).unwrap();
+    let tasks = tasks.as_array().unwrap();
+    assert_eq!(tasks.len(), 4);
+    // The four smallest polarity margins of the call.
+    let mut margins: Vec<f64> = turns.iter().map(margin).collect();
+    margins.sort_by(f64::total_cmp);
+    for t in tasks {
+        let src = turns
+            .iter()
+            .find(|x| x["turn_id"] == t["data"]["turn_id"])
+            .unwrap();
+        assert!(
+            margin(src) <= margins[3] + 1e-9,
+            "{} is not among the least certain",
+            src["text"]
+        );
+        assert!(t["data"]["context"].as_str().unwrap().len() > 3);
+    }
+    // Every turn, redacted by default: the card number is gone from the text
+    // and silent in the clip, the words around it are not.
+    let all = dir.path().join("all");
+    run_ok(&[
+        "annotate",
+        "export",
+        events.to_str().unwrap(),
+        "--out",
+        all.to_str().unwrap(),
+        "--audio",
+        fixture("call_signals.wav").to_str().unwrap(),
+    ]);
+    let tasks: Value =
+        serde_json::from_str(&std::fs::read_to_string(all.join("tasks.json")).unwrap()).unwrap();
+    let card = tasks
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| {
+            t["data"]["text"]
+                .as_str()
+                .unwrap()
+                .contains("[CARD_NUMBER]")
+        })
+        .expect("the card number turn, redacted");
+    let src = turns
+        .iter()
+        .find(|x| x["turn_id"] == card["data"]["turn_id"])
+        .unwrap();
+    let clip = all
+        .join("audio")
+        .join(format!("call_signals_{}.wav", src["turn_id"]));
+    let mut r = hound::WavReader::open(&clip).unwrap();
+    let sr = r.spec().sample_rate as f64;
+    let s: Vec<i16> = r.samples::<i16>().map(|v| v.unwrap()).collect();
+    let t0 = src["start"].as_f64().unwrap();
+    let rms = |a: f64, b: f64| {
+        let (i, j) = (
+            ((a - t0) * sr) as usize,
+            (((b - t0) * sr) as usize).min(s.len()),
+        );
+        (s[i..j].iter().map(|v| (*v as f64).powi(2)).sum::<f64>() / (j - i).max(1) as f64).sqrt()
+    };
+    let words = src["words"].as_array().unwrap();
+    let digits: Vec<&Value> = words
+        .iter()
+        .filter(|w| {
+            w["word"]
+                .as_str()
+                .unwrap()
+                .chars()
+                .any(|c| c.is_ascii_digit())
+        })
+        .collect();
+    assert!(!digits.is_empty(), "{src}");
+    for w in &digits {
+        assert_eq!(
+            rms(w["start"].as_f64().unwrap(), w["end"].as_f64().unwrap()),
+            0.0,
+            "{} is audible",
+            w["word"]
+        );
+    }
+    let first = &words[0];
+    assert!(
+        rms(
+            first["start"].as_f64().unwrap(),
+            first["end"].as_f64().unwrap()
+        ) > 30.0,
+        "the first word was silenced too"
+    );
+    // --no-redact keeps it.
+    let plain = dir.path().join("plain");
+    run_ok(&[
+        "annotate",
+        "export",
+        events.to_str().unwrap(),
+        "--out",
+        plain.to_str().unwrap(),
+        "--no-redact",
+    ]);
+    assert!(std::fs::read_to_string(plain.join("tasks.json"))
+        .unwrap()
+        .contains("4929"));
 }
