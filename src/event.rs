@@ -20,6 +20,9 @@ pub struct ModelVersions {
     pub polarity: String,
     /// The emotion head.
     pub emotion: String,
+    /// The intent head.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub intent: String,
 }
 
 /// Which party a leg carries.
@@ -194,6 +197,26 @@ pub struct Emotion {
     pub probs: std::collections::BTreeMap<String, f32>,
 }
 
+/// What a turn is about.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Intent {
+    /// The most probable topic.
+    pub label: String,
+    /// Probability of each topic (`intel::intent::LABELS`).
+    pub probs: std::collections::BTreeMap<String, f32>,
+}
+
+/// One of a call's topics.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TopicShare {
+    /// Topic label.
+    pub topic: String,
+    /// Turns labelled with it.
+    pub turns: u32,
+    /// Its share of the call's turns that have an intent.
+    pub share: f64,
+}
+
 /// A score with its evidence.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Indicator {
@@ -282,6 +305,9 @@ pub struct TurnEvent {
     /// Emotion (text, moved by prosodic arousal).
     #[serde(default)]
     pub emotion: Option<Emotion>,
+    /// What the turn is about (absent on unscored turns).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub intent: Option<Intent>,
     /// Frustration, sarcasm and resignation indicators.
     #[serde(default)]
     pub indicators: Option<Indicators>,
@@ -576,6 +602,10 @@ pub struct SummaryEvent {
     /// Talk time per detected language, seconds.
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub languages: std::collections::BTreeMap<String, f64>,
+    /// The call's topics (intent labels of its turns, greetings and
+    /// closings left out), most frequent first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub topics: Vec<TopicShare>,
     /// What the user should know about the whole call, e.g. that its
     /// language needs the multilingual model.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

@@ -60,6 +60,8 @@ pub struct Labelled {
     pub polarity: Option<PolarityLabel>,
     /// Gold emotion (index into `intel::emotion::LABELS`), when labelled.
     pub emotion: Option<usize>,
+    /// Gold intent (index into `intel::intent::LABELS`), when labelled.
+    pub intent: Option<usize>,
 }
 
 fn parse_polarity(s: &str) -> Option<PolarityLabel> {
@@ -103,7 +105,16 @@ fn parse_record(v: &serde_json::Value) -> Result<Option<Labelled>, String> {
         })?),
         None => None,
     };
-    if polarity.is_none() && emotion.is_none() {
+    let intent = match v.get("intent").and_then(|e| e.as_str()) {
+        Some(e) => Some(crate::intel::intent::label_index(e).ok_or_else(|| {
+            format!(
+                "unknown intent '{e}' (expected one of {})",
+                crate::intel::intent::LABELS.join(", ")
+            )
+        })?),
+        None => None,
+    };
+    if polarity.is_none() && emotion.is_none() && intent.is_none() {
         return Ok(None);
     }
     let role = match v
@@ -122,6 +133,7 @@ fn parse_record(v: &serde_json::Value) -> Result<Option<Labelled>, String> {
         lang,
         polarity,
         emotion,
+        intent,
     }))
 }
 
@@ -599,6 +611,7 @@ pub fn evaluate(
 ) -> Result<EvalReport, TrainError> {
     let gold_of = |l: &Labelled| match task {
         "polarity" => l.polarity.map(polarity_index),
+        "intent" => l.intent,
         _ => l.emotion,
     };
     let lines: Vec<(&Labelled, usize)> = data

@@ -189,12 +189,12 @@ fn heads_in_effect(cfg: &Config) -> Result<Vec<HeadInfo>> {
     use callpulse::sentiment::PolarityHead;
     let dir = cfg.heads_dir();
     let mut out = Vec::new();
-    for task in ["polarity", "emotion"] {
+    for task in ["polarity", "emotion", "intent"] {
         let path = dir.join(format!("{task}-head.json"));
-        let head = if task == "polarity" {
-            PolarityHead::load(&dir)?.0
-        } else {
-            EmotionHead::load(&dir)?.0
+        let head = match task {
+            "polarity" => PolarityHead::load(&dir)?.0,
+            "emotion" => EmotionHead::load(&dir)?.0,
+            _ => callpulse::intel::intent::IntentHead::load(&dir)?.0,
         };
         out.push(HeadInfo {
             task,

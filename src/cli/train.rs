@@ -20,6 +20,9 @@ pub enum Target {
     Polarity,
     /// The emotion head (anger, frustration, anxiety, confusion, satisfaction, neutral).
     Emotion,
+    /// The intent head: what a turn is about, 11 support topics
+    /// (data/INTENT_TAXONOMY.md).
+    Intent,
 }
 
 #[derive(Args, Debug)]
@@ -27,12 +30,12 @@ pub struct TrainArgs {
     /// What to train.
     #[arg(value_enum)]
     target: Target,
-    /// Where to write the head (default models/polarity-head.json or models/emotion-head.json).
+    /// Where to write the head (default models/TASK-head.json).
     #[arg(long)]
     out: Option<PathBuf>,
     /// Support-call lines (JSON lines with `text`, `role`, `lang` and a
-    /// `polarity` or `emotion` field); repeat for several files.
-    /// Default: data/support_train.jsonl.
+    /// `polarity`, `emotion` or `intent` field); repeat for several files.
+    /// Default: data/support_train.jsonl (intent: data/intent_train.jsonl).
     #[arg(long)]
     support: Vec<PathBuf>,
     /// Polarity: train on the support lines only, without the UCI review
@@ -79,6 +82,10 @@ pub enum EvalTarget {
     /// Emotion on labelled lines (JSON lines with `text` and `emotion`), with
     /// the same breakdown.
     Emotion,
+    /// Intent (the turn's support topic) on labelled lines (JSON lines with
+    /// `text` and `intent`, e.g. data/intent_heldout.jsonl), with the same
+    /// breakdown.
+    Intent,
     /// A scored call (JSON lines of events) against per-turn labels: a
     /// fixture script (`--labels FILE.script.json`) or `label`/`emotion_label`
     /// fields added to the turn events.
@@ -170,7 +177,9 @@ fn parse_role_features(s: &str) -> Result<RoleFeatures, String> {
 }
 
 fn support_files(a: &TrainArgs) -> Vec<PathBuf> {
-    if a.support.is_empty() {
+    if a.support.is_empty() && a.target == Target::Intent {
+        vec![PathBuf::from("data/intent_train.jsonl")]
+    } else if a.support.is_empty() {
         vec![PathBuf::from("data/support_train.jsonl")]
     } else {
         a.support.clone()
@@ -180,15 +189,17 @@ fn support_files(a: &TrainArgs) -> Vec<PathBuf> {
 pub fn run_train(mut cfg: Config, a: TrainArgs) -> Result<i32> {
     a.models.apply(&mut cfg);
     let polarity = a.target == Target::Polarity;
-    let task = if polarity { "polarity" } else { "emotion" };
+    let task = match a.target {
+        Target::Polarity => "polarity",
+        Target::Emotion => "emotion",
+        Target::Intent => "intent",
+    };
     let (enc, paths) = encoder(&cfg, polarity && !a.no_reviews)?;
     let files = support_files(&a);
-    let gold = |l: &Labelled| {
-        if polarity {
-            l.polarity.map(polarity_index)
-        } else {
-            l.emotion
-        }
+    let gold = |l: &Labelled| match a.target {
+        Target::Polarity => l.polarity.map(polarity_index),
+        Target::Emotion => l.emotion,
+        Target::Intent => l.intent,
     };
     let mut lines: Vec<Labelled> = Vec::new();
     let mut hashed: Vec<(String, Vec<u8>)> = Vec::new();
@@ -273,7 +284,11 @@ pub fn run_train(mut cfg: Config, a: TrainArgs) -> Result<i32> {
             })
         })
         .collect();
-    let labels: &[&str] = if polarity { &POLARITY_LABELS } else { &LABELS };
+    let labels: &[&str] = match a.target {
+        Target::Polarity => &POLARITY_LABELS,
+        Target::Emotion => &LABELS,
+        Target::Intent => &callpulse::intel::intent::LABELS,
+    };
     let spec = HeadSpec {
         task,
         labels,
@@ -309,10 +324,12 @@ pub fn run_train(mut cfg: Config, a: TrainArgs) -> Result<i32> {
         m.insert("command".into(), cmd.into());
         m.insert("data".into(), serde_json::json!(data));
         m.insert("extra_lines".into(), extra_lines.into());
-        m.insert(
-            "held_out".into(),
-            "data/support_heldout.jsonl and npm sentiment 5.0.2 yelp.json: never trained or tuned on".into(),
-        );
+        let held_out = if a.target == Target::Intent {
+            "data/intent_heldout.jsonl: never trained or tuned on"
+        } else {
+            "data/support_heldout.jsonl and npm sentiment 5.0.2 yelp.json: never trained or tuned on"
+        };
+        m.insert("held_out".into(), held_out.into());
     }
     println!("{}", serde_json::to_string_pretty(&report)?);
     // The guard: the head this one replaces, against it on the held-out lines.
@@ -326,19 +343,22 @@ pub fn run_train(mut cfg: Config, a: TrainArgs) -> Result<i32> {
             .with_context(|| format!("the head at {} is not a {task} head", out.display()))?,
         )
     } else if install {
-        Some(if polarity {
-            PolarityHead::bundled()?.0
-        } else {
-            EmotionHead::bundled()?.0
+        Some(match a.target {
+            Target::Polarity => PolarityHead::bundled()?.0,
+            Target::Emotion => EmotionHead::bundled()?.0,
+            Target::Intent => callpulse::intel::intent::IntentHead::bundled()?.0,
         })
     } else {
         None
     };
     if let Some(cur) = current {
-        let holdout = a
-            .holdout
-            .clone()
-            .unwrap_or_else(|| PathBuf::from("data/support_heldout.jsonl"));
+        let holdout = a.holdout.clone().unwrap_or_else(|| {
+            PathBuf::from(if a.target == Target::Intent {
+                "data/intent_heldout.jsonl"
+            } else {
+                "data/support_heldout.jsonl"
+            })
+        });
         let data = load_labelled(&holdout)?;
         let name = holdout.display().to_string();
         let lines: Vec<(&Labelled, usize)> = data
@@ -484,7 +504,7 @@ pub fn run_eval(mut cfg: Config, a: EvalArgs) -> Result<i32> {
             let hyp = a.more.first().map(std::path::Path::new);
             return super::diarize::eval(&file, hyp, a.json);
         }
-        EvalTarget::Polarity | EvalTarget::Emotion => {
+        EvalTarget::Polarity | EvalTarget::Emotion | EvalTarget::Intent => {
             let named = matches!(file.as_str(), "amazon" | "imdb" | "yelp");
             let (enc, paths) = encoder(&cfg, named)?;
             let path = if named {
@@ -493,7 +513,22 @@ pub fn run_eval(mut cfg: Config, a: EvalArgs) -> Result<i32> {
                 PathBuf::from(&file)
             };
             let data = load_labelled(&path)?;
-            let report = if a.target == EvalTarget::Polarity {
+            let report = if a.target == EvalTarget::Intent {
+                let dir = cfg.heads_dir();
+                let head = read_head(
+                    &a.head,
+                    callpulse::intel::intent::IntentHead::from_json,
+                    || callpulse::intel::intent::IntentHead::load(&dir),
+                )?;
+                evaluate(
+                    &enc,
+                    "intent",
+                    &callpulse::intel::intent::LABELS,
+                    &|v, r| head.0.probs(v, r),
+                    &data,
+                    &file,
+                )?
+            } else if a.target == EvalTarget::Polarity {
                 let dir = cfg.heads_dir();
                 let head = read_head(&a.head, PolarityHead::from_json, || {
                     PolarityHead::load(&dir)

@@ -14,6 +14,7 @@
 pub mod dynamics;
 pub mod emotion;
 pub mod indicators;
+pub mod intent;
 pub mod pii;
 pub mod rules;
 pub mod spans;
@@ -781,6 +782,7 @@ mod tests {
             intensity: 0.5,
             intensity_band: String::new(),
             emotion: None,
+            intent: None,
             indicators: Some(Indicators {
                 frustration: crate::event::Indicator {
                     score: frus,

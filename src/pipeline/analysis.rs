@@ -28,6 +28,7 @@ pub(crate) struct TextModels<E: TextEncoder> {
     pub encoder: E,
     pub head: Arc<PolarityHead>,
     pub emotion: Arc<EmotionHead>,
+    pub intent: Arc<crate::intel::intent::IntentHead>,
 }
 
 /// Who is the agent on a diarised leg: the speaker who opens with the
@@ -184,6 +185,9 @@ impl<'a, E: TextEncoder> AnalysisStage<'a, E> {
         } else {
             (self.models.head.polarity(&emb, role), None)
         };
+        let intent = unscored
+            .is_none()
+            .then(|| self.models.intent.intent(&emb, role));
         let intensity = sentiment::intensity(&polarity, &pros.z);
         let sentiment_ms = elapsed_ms(t1);
         let end = round3(turn.end as f64 / 16_000.0);
@@ -208,6 +212,7 @@ impl<'a, E: TextEncoder> AnalysisStage<'a, E> {
             intensity,
             intensity_band: String::new(),
             emotion: None,
+            intent,
             indicators: None,
             spans: Vec::new(),
             trend: None,
@@ -215,6 +220,7 @@ impl<'a, E: TextEncoder> AnalysisStage<'a, E> {
             model: Some(crate::event::ModelVersions {
                 polarity: self.models.head.0.version_id(),
                 emotion: self.models.emotion.0.version_id(),
+                intent: self.models.intent.0.version_id(),
             }),
             prosody: pros,
             timings: Timings {

@@ -64,6 +64,7 @@ pub struct Engine {
     encoder: E5Encoder,
     head: Arc<PolarityHead>,
     emotion: Arc<EmotionHead>,
+    intent: Arc<crate::intel::intent::IntentHead>,
     /// The speaker model, when diarisation is on.
     speaker: Option<Embedder>,
     rules: Vec<Rule>,
@@ -164,6 +165,7 @@ impl Engine {
         )?;
         let head = PolarityHead::load(&cfg.heads_dir())?;
         let emotion = EmotionHead::load(&cfg.heads_dir())?;
+        let intent = crate::intel::intent::IntentHead::load(&cfg.heads_dir())?;
         let rules = cfg
             .escalation
             .effective_rules()
@@ -182,6 +184,7 @@ impl Engine {
             encoder,
             head: Arc::new(head),
             emotion: Arc::new(emotion),
+            intent: Arc::new(intent),
             speaker,
             rules,
         })
@@ -255,6 +258,7 @@ impl Engine {
                 encoder: self.encoder.clone(),
                 head: self.head.clone(),
                 emotion: self.emotion.clone(),
+                intent: self.intent.clone(),
             },
             speaker: self.speaker.clone(),
             rules: &self.rules,

@@ -277,6 +277,7 @@ fn summary(
         score_5: closing.score_5,
         language,
         languages: closing.languages,
+        topics: crate::intel::intent::topics(&closing.intents),
         warnings: closing.warnings,
         relabelled: relabelled(c),
         conversation: closing.conversation,

@@ -26,6 +26,8 @@ pub(crate) struct Closing {
     pub languages: BTreeMap<String, f64>,
     /// Call-level warnings (e.g. turns left unscored).
     pub warnings: Vec<String>,
+    /// Turns per intent label.
+    pub intents: BTreeMap<String, u32>,
 }
 
 impl Closing {
@@ -48,6 +50,7 @@ pub(crate) struct SinkStage<'s> {
     totals: StageMs,
     partials_emitted: u32,
     languages: BTreeMap<String, f64>,
+    intents: BTreeMap<String, u32>,
     unscored: (u32, Option<String>),
     sink: &'s mut dyn FnMut(Event),
 }
@@ -68,6 +71,7 @@ impl<'s> SinkStage<'s> {
             totals: StageMs::default(),
             partials_emitted: 0,
             languages: BTreeMap::new(),
+            intents: BTreeMap::new(),
             unscored: (0, None),
             sink,
         }
@@ -96,6 +100,9 @@ impl<'s> SinkStage<'s> {
         self.totals.sentiment += st.sentiment;
         if let Some(l) = &t.language {
             *self.languages.entry(l.clone()).or_default() += t.end - t.start;
+        }
+        if let Some(i) = &t.intent {
+            *self.intents.entry(i.label.clone()).or_default() += 1;
         }
         if let Some(why) = &t.unscored {
             self.unscored.0 += 1;
@@ -157,6 +164,7 @@ impl<'s> SinkStage<'s> {
                     .iter()
                     .map(|(l, s)| (l.clone(), (s * 1000.0).round() / 1000.0))
                     .collect(),
+                intents: std::mem::take(&mut self.intents),
                 warnings: match &self.unscored {
                     (n, Some(why)) => vec![format!("{n} turn(s) not scored: {why}")],
                     _ => Vec::new(),

@@ -189,6 +189,7 @@ fn run_with(
             encoder: HashEncoder,
             head: Arc::new(PolarityHead::bundled().unwrap()),
             emotion: Arc::new(EmotionHead::bundled().unwrap()),
+            intent: Arc::new(crate::intel::intent::IntentHead::bundled().unwrap()),
         },
         speaker: None,
         rules: &rules,

@@ -187,6 +187,7 @@ pub(crate) fn empty_summary(call_id: &str) -> Event {
         conversation: Default::default(),
         language: None,
         languages: Default::default(),
+        topics: Vec::new(),
         warnings: Vec::new(),
         relabelled: Vec::new(),
         stats: Default::default(),
