@@ -32,7 +32,7 @@ enum ModelsCmd {
         gpu: bool,
         /// Also install the annotation tools into a venv in the models
         /// directory: Label Studio 1.23.2 (for `annotate` round trips and the
-        /// tests) and the `krippendorff` reference package (about 300 MB).
+        /// tests) and the `krippendorff` reference package (about 1 GB).
         #[arg(long)]
         label_studio: bool,
         /// No progress output.

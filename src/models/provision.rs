@@ -1044,7 +1044,7 @@ pub fn annotation_tools(dir: &Path, quiet: bool) -> Result<PathBuf, ProvisionErr
     };
     let out = |q: bool| if q { Stdio::null() } else { Stdio::inherit() };
     if !quiet {
-        eprintln!("installing {want} into {} (about 300 MB)", venv.display());
+        eprintln!("installing {want} into {} (about 1 GB)", venv.display());
     }
     let ok = Command::new(&python)
         .args(["-m", "venv"])
@@ -1057,8 +1057,14 @@ pub fn annotation_tools(dir: &Path, quiet: bool) -> Result<PathBuf, ProvisionErr
     if !ok {
         return Err(missing());
     }
+    // No pip cache: the venv is about 1 GB already, and CI disks are small.
     let status = Command::new(venv.join("bin/pip"))
-        .args(["install", "-q", "--disable-pip-version-check"])
+        .args([
+            "install",
+            "-q",
+            "--disable-pip-version-check",
+            "--no-cache-dir",
+        ])
         .args(ANNOTATION_TOOLS)
         .stdout(out(quiet))
         .stderr(out(quiet))
