@@ -55,10 +55,7 @@ impl EmotionHead {
     /// The head installed in `heads_dir` (`emotion-head.json`, written by
     /// `callpulse train emotion --install`), else the bundled one.
     pub fn load(heads_dir: &std::path::Path) -> Result<Self, HeadError> {
-        match LinearHead::installed(&heads_dir.join("emotion-head.json"), "emotion", &LABELS)? {
-            Some(h) => Ok(EmotionHead(h)),
-            None => Self::bundled(),
-        }
+        LinearHead::load(heads_dir, "emotion", &LABELS, BUNDLED_EMOTION_HEAD).map(EmotionHead)
     }
 
     /// Probabilities from an embedding, the speaker's role and their arousal.

@@ -54,10 +54,7 @@ impl IntentHead {
     /// The head installed in `heads_dir` (`intent-head.json`, written by
     /// `callpulse train intent --install`), else the bundled one.
     pub fn load(heads_dir: &std::path::Path) -> Result<Self, HeadError> {
-        match LinearHead::installed(&heads_dir.join("intent-head.json"), "intent", &LABELS)? {
-            Some(h) => Ok(IntentHead(h)),
-            None => Self::bundled(),
-        }
+        LinearHead::load(heads_dir, "intent", &LABELS, BUNDLED_INTENT_HEAD).map(IntentHead)
     }
 
     /// The intent of an embedding spoken by `role`.

@@ -158,18 +158,22 @@ impl LinearHead {
             .unwrap_or_else(|| format!("{}-unversioned", self.task))
     }
 
-    /// Read the head installed at `path` (a clear error naming the file when
-    /// it is not a head for `task`), or None when there is none.
-    pub fn installed(
-        path: &std::path::Path,
+    /// The `task` head installed in `heads_dir` (`TASK-head.json`, written
+    /// by `callpulse train TASK --install`; a clear error naming the file
+    /// when it is not a head for `task`), else the `bundled` one.
+    pub fn load(
+        heads_dir: &std::path::Path,
         task: &str,
         labels: &[&str],
-    ) -> Result<Option<Self>, HeadError> {
-        match std::fs::read_to_string(path) {
+        bundled: &str,
+    ) -> Result<Self, HeadError> {
+        let path = heads_dir.join(format!("{task}-head.json"));
+        match std::fs::read_to_string(&path) {
             Ok(s) => Self::from_json(&s, task, labels)
-                .map(Some)
                 .map_err(|e| HeadError::Parse(format!("{}: {e}", path.display()))),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                Self::from_json(bundled, task, labels)
+            }
             Err(e) => Err(HeadError::Parse(format!(
                 "cannot read {}: {e}",
                 path.display()
@@ -221,14 +225,7 @@ impl PolarityHead {
     /// The head installed in `heads_dir` (`polarity-head.json`, written by
     /// `callpulse train polarity --install`), else the bundled one.
     pub fn load(heads_dir: &std::path::Path) -> Result<Self, HeadError> {
-        match LinearHead::installed(
-            &heads_dir.join("polarity-head.json"),
-            "polarity",
-            &POLARITY_LABELS,
-        )? {
-            Some(h) => Ok(PolarityHead(h)),
-            None => Self::bundled(),
-        }
+        LinearHead::load(heads_dir, "polarity", &POLARITY_LABELS, BUNDLED_HEAD).map(PolarityHead)
     }
 
     /// Polarity from class probabilities in [`POLARITY_LABELS`] order.
