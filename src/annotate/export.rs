@@ -2,6 +2,7 @@
 //! with the model's labels as `predictions`), `config.xml`, and optionally
 //! each turn's audio as a WAV clip.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
@@ -235,36 +236,46 @@ pub fn prediction(t: &TurnEvent, text: &str, redact: bool) -> Value {
     json!({"result": result, "score": (score * 1000.0).round() / 1000.0})
 }
 
-/// Cut `t`'s stretch of its leg from `audio`, silencing redacted words.
-fn clip(t: &TurnEvent, audio: &Path, redact: bool, out: &Path) -> Result<(), String> {
+/// A call's recording, decoded once for all its clips.
+struct Recording<'a> {
+    path: &'a Path,
+    rate: f64,
+    /// One buffer per channel, up to the end of the last clip wanted.
+    legs: Vec<Vec<f32>>,
+}
+
+/// Decode `path` up to `until_s` seconds.
+fn decode(path: &Path, until_s: f64) -> Result<Recording<'_>, String> {
     use crate::audio::wav::WavSource;
-    let mut src = WavSource::open(audio).map_err(|e| format!("{}: {e}", audio.display()))?;
+    let err = |e: crate::audio::wav::WavError| format!("{}: {e}", path.display());
+    let mut src = WavSource::open(path).map_err(err)?;
     let info = src.info();
-    let sr = info.sample_rate as f64;
-    let (a, b) = ((t.start * sr) as u64, (t.end * sr).ceil() as u64);
-    let leg = (t.leg as usize).min(info.channels as usize - 1);
-    let mut legs = Vec::new();
-    let mut samples = Vec::new();
-    let mut at = 0u64;
-    while at < b {
-        let n = src
-            .read_chunk(65_536, &mut legs)
-            .map_err(|e| format!("{}: {e}", audio.display()))?;
+    let rate = info.sample_rate as f64;
+    let until = (until_s * rate).ceil() as usize;
+    let mut legs = vec![Vec::new(); info.channels as usize];
+    let mut chunk = Vec::new();
+    while legs[0].len() < until {
+        let n = src.read_chunk(65_536, &mut chunk).map_err(err)?;
         if n == 0 {
             break;
         }
-        for (i, v) in legs[leg].iter().enumerate() {
-            let k = at + i as u64;
-            if k >= a && k < b {
-                samples.push(*v);
-            }
+        for (l, c) in legs.iter_mut().zip(&chunk) {
+            l.extend_from_slice(c);
         }
-        at += n as u64;
     }
+    Ok(Recording { path, rate, legs })
+}
+
+/// Cut `t`'s stretch of its leg from `rec`, silencing redacted words.
+fn clip(t: &TurnEvent, rec: &Recording, redact: bool, out: &Path) -> Result<(), String> {
+    let sr = rec.rate;
+    let leg = &rec.legs[(t.leg as usize).min(rec.legs.len() - 1)];
+    let (a, b) = ((t.start * sr) as usize, (t.end * sr).ceil() as usize);
+    let mut samples = leg[a.min(leg.len())..b.min(leg.len())].to_vec();
     if samples.is_empty() {
         return Err(format!(
             "{}: turn {} ({:.2}–{:.2} s) lies past the end of the recording; is this the call's audio?",
-            audio.display(),
+            rec.path.display(),
             t.turn_id,
             t.start,
             t.end
@@ -286,7 +297,7 @@ fn clip(t: &TurnEvent, audio: &Path, redact: bool, out: &Path) -> Result<(), Str
     }
     let spec = hound::WavSpec {
         channels: 1,
-        sample_rate: info.sample_rate,
+        sample_rate: rec.rate as u32,
         bits_per_sample: 16,
         sample_format: hound::SampleFormat::Int,
     };
@@ -320,6 +331,23 @@ pub fn tasks(
     opts: &ExportOptions,
     dir: &Path,
 ) -> Result<(Vec<Value>, ExportSummary), String> {
+    // Clips: each recording is decoded once, up to its last turn's end.
+    let mut by_recording: BTreeMap<&Path, Vec<&TurnEvent>> = BTreeMap::new();
+    for it in items {
+        if let Some(a) = &it.audio {
+            by_recording.entry(a.as_path()).or_default().push(&it.turn);
+        }
+    }
+    if !by_recording.is_empty() {
+        std::fs::create_dir_all(dir.join("audio")).map_err(|e| e.to_string())?;
+    }
+    for (path, turns) in by_recording {
+        let until = turns.iter().map(|t| t.end).fold(0.0, f64::max);
+        let rec = decode(path, until)?;
+        for t in turns {
+            clip(t, &rec, opts.redact, &dir.join("audio").join(clip_name(t)))?;
+        }
+    }
     let mut out = Vec::new();
     let mut sum = ExportSummary {
         turns: items.len(),
@@ -349,10 +377,8 @@ pub fn tasks(
         if let Some(l) = &t.language {
             data["lang"] = json!(l);
         }
-        if let Some(a) = &it.audio {
-            let name = format!("{}_{}.wav", sanitize(&t.call_id), t.turn_id);
-            std::fs::create_dir_all(dir.join("audio")).map_err(|e| e.to_string())?;
-            clip(t, a, opts.redact, &dir.join("audio").join(&name))?;
+        if it.audio.is_some() {
+            let name = clip_name(t);
             data["audio"] = json!(format!("{}audio/{name}", opts.audio_prefix));
             sum.clips += 1;
         }
@@ -367,6 +393,11 @@ pub fn tasks(
     }
     sum.tasks = out.len();
     Ok((out, sum))
+}
+
+/// The file name of a turn's clip.
+fn clip_name(t: &TurnEvent) -> String {
+    format!("{}_{}.wav", sanitize(&t.call_id), t.turn_id)
 }
 
 /// A call id as a file name.
