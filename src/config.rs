@@ -119,6 +119,20 @@
 //! threshold = 0.6
 //! count = 2
 //! window = 3
+//!
+//! [assist]                     # hints to the agent; see intel::assist for triggers and built-ins
+//! enabled = true
+//! default_rules = true
+//! [[assist.rules]]
+//! id = "slow-down"             # replaces the built-in of the same id
+//! trigger = "agent_speaking_rate"  # customer_frustration repeated_complaint agent_interruptions
+//!                              # agent_speaking_rate dead_air agent_monologue customer_asks_manager
+//!                              # customer_asks_cancel recovery
+//! threshold = 1.5
+//! severity = "low"
+//! tone = "corrective"          # or "positive"
+//! cooldown_turns = 6
+//! message = "You are speaking {value}x your usual pace: slow down."
 //! ```
 
 use std::net::{IpAddr, SocketAddr};
@@ -575,6 +589,8 @@ pub struct Config {
     pub dynamics: crate::intel::dynamics::DynamicsConfig,
     /// Escalation rules and the alert webhook.
     pub escalation: crate::intel::rules::EscalationConfig,
+    /// Agent-assist hint rules.
+    pub assist: crate::intel::assist::AssistConfig,
     /// PII redaction.
     pub privacy: crate::intel::PrivacyConfig,
     /// Speaker diarisation of legs that carry several people.
@@ -609,6 +625,9 @@ impl Config {
         self.live.validate().map_err(ConfigError::Invalid)?;
         self.dynamics.validate().map_err(ConfigError::Invalid)?;
         self.escalation.validate().map_err(ConfigError::Invalid)?;
+        self.assist
+            .effective_rules()
+            .map_err(ConfigError::Invalid)?;
         self.diarize
             .options
             .validate()

@@ -10,7 +10,7 @@
 use serde::{Deserialize, Serialize};
 
 /// Version of the event schema written in every event's `schema` field.
-pub const SCHEMA_VERSION: &str = "1.5";
+pub const SCHEMA_VERSION: &str = "1.6";
 
 /// The versions of the text heads behind a turn's labels (a head's
 /// `head_version`: `TASK-YYYYMMDD-HASH8` of its training data).
@@ -215,6 +215,9 @@ pub struct TopicShare {
     pub turns: u32,
     /// Its share of the call's turns that have an intent.
     pub share: f64,
+    /// Of its turns, those with negative polarity.
+    #[serde(default)]
+    pub negative_turns: u32,
 }
 
 /// A score with its evidence.
@@ -323,6 +326,10 @@ pub struct TurnEvent {
     /// The versions of the text heads that labelled this turn.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model: Option<ModelVersions>,
+    /// `chat` for written conversations (chat, e-mail: no audio, so no
+    /// prosody); absent for calls.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel: Option<String>,
     /// Prosodic features.
     pub prosody: Prosody,
     /// Timings.
@@ -338,6 +345,11 @@ pub struct Indicators {
     pub sarcasm: Indicator,
     /// A quiet, slow voice against the speaker's baseline, in [0, 1].
     pub resignation: f32,
+    /// Agent turns: how close the turn is to an acknowledgement of the
+    /// customer's problem or feelings ("I understand how frustrating that
+    /// is"), from the sentence encoder (see `intel::empathy`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub empathy: Option<Indicator>,
 }
 
 /// One sentence or clause of a turn.
@@ -428,6 +440,139 @@ pub struct AlertEvent {
     pub turn_id: Option<u32>,
     /// Turns that satisfied the condition.
     pub evidence_turns: Vec<u32>,
+}
+
+/// Whether a hint corrects or encourages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Tone {
+    /// Something to change now.
+    #[default]
+    Corrective,
+    /// What worked: keep doing it.
+    Positive,
+}
+
+/// What made a hint fire.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AssistEvidence {
+    /// The measure (the trigger's, e.g. `frustration`, `interruptions`).
+    pub metric: String,
+    /// Its value.
+    pub value: f32,
+    /// The threshold it crossed.
+    pub threshold: f32,
+    /// The turns behind it.
+    pub turns: Vec<u32>,
+    /// Words for people, e.g. `"frustration 0.71 (was 0.12)"`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
+}
+
+/// A hint to the agent while the call runs (agent assist).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AssistEvent {
+    /// Schema version.
+    pub schema: String,
+    /// Call id.
+    pub call_id: String,
+    /// The hint rule's id (`acknowledge-frustration`, `talk-over`, ...).
+    pub hint_id: String,
+    /// The trigger behind the rule.
+    pub trigger: String,
+    /// What the agent should do, addressed to them.
+    pub message: String,
+    /// How urgent.
+    pub severity: Severity,
+    /// Corrective or positive reinforcement.
+    pub tone: Tone,
+    /// The agent's leg (who the hint is for), when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_leg: Option<u8>,
+    /// When, seconds (the end of the turn that completed the condition).
+    pub at: f64,
+    /// That turn.
+    pub turn_id: u32,
+    /// Why.
+    pub evidence: AssistEvidence,
+}
+
+/// A hint in the summary.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AssistRef {
+    /// Hint id.
+    pub hint_id: String,
+    /// Corrective or positive.
+    pub tone: Tone,
+    /// When, seconds.
+    pub at: f64,
+}
+
+/// The agent's conduct over a call (agent coaching and quality review).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct AgentConduct {
+    /// Agent turns.
+    pub turns: u32,
+    /// Agent turns that acknowledge the customer (the encoder's empathy
+    /// indicator at or above its threshold).
+    pub empathy_turns: u32,
+    /// Their share of the agent's turns.
+    pub empathy_share: f32,
+    /// Times the agent started speaking over the customer.
+    pub interruptions: u32,
+    /// The agent's share of all talk time.
+    pub talk_ratio: f32,
+    /// Seconds nobody spoke (start to end of the call).
+    pub dead_air_s: f64,
+    /// The longest stretch of agent talk without a customer turn, seconds.
+    pub longest_monologue_s: f64,
+    /// The agent's median speaking rate, words per second.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub speaking_rate_wps: Option<f32>,
+    /// Customer sentiment (mean polarity score of their first two turns).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub customer_start: Option<f32>,
+    /// Customer sentiment (mean of their last two turns).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub customer_end: Option<f32>,
+    /// `customer_end - customer_start`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recovery: Option<f32>,
+    /// Customer turns with negative polarity.
+    pub customer_negative_turns: u32,
+    /// Of those, how many the agent acknowledged in their next turn.
+    pub acknowledged: u32,
+    /// Mean seconds from the end of a negative customer turn to the start of
+    /// the agent's first acknowledging turn after it (acknowledged ones only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_to_acknowledge_s: Option<f64>,
+    /// Hints given to the agent: corrective and positive.
+    pub hints_corrective: u32,
+    pub hints_positive: u32,
+}
+
+/// Who and when: what the call's metadata says.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CallMeta {
+    /// The agent who took the call (`--agent-id`, a SIP header, or the
+    /// file name pattern; see docs/insights.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_id: Option<String>,
+    /// When the call started, ms since the Unix epoch (live: the clock;
+    /// files: `--started-at`, else the file's modification time; chat: the
+    /// first message's time).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_unix_ms: Option<u64>,
+    /// `chat` for written conversations; absent for calls.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel: Option<String>,
+}
+
+impl CallMeta {
+    /// Nothing known.
+    pub fn is_empty(&self) -> bool {
+        self == &CallMeta::default()
+    }
 }
 
 /// A provisional result for the turn being spoken (live only).
@@ -527,6 +672,9 @@ pub struct ConversationSummary {
     pub shifts: Vec<ShiftRef>,
     /// Alerts fired, in order.
     pub alerts: Vec<AlertRef>,
+    /// Hints given to the agent, in order.
+    #[serde(default)]
+    pub assists: Vec<AssistRef>,
 }
 
 /// A turn with a role and a score.
@@ -602,6 +750,12 @@ pub struct SummaryEvent {
     /// Talk time per detected language, seconds.
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub languages: std::collections::BTreeMap<String, f64>,
+    /// Agent, start time and channel.
+    #[serde(default, skip_serializing_if = "CallMeta::is_empty")]
+    pub meta: CallMeta,
+    /// The agent's conduct (calls with an agent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conduct: Option<AgentConduct>,
     /// The call's topics (intent labels of its turns, greetings and
     /// closings left out), most frequent first.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -804,6 +958,8 @@ pub enum Event {
     Recovered(RecoveredEvent),
     /// An escalation rule fired.
     Alert(AlertEvent),
+    /// A hint to the agent.
+    Assist(AssistEvent),
     /// The call summary.
     Summary(SummaryEvent),
 }
@@ -817,6 +973,7 @@ impl Event {
             Event::Shift(e) => &e.call_id,
             Event::Recovered(e) => &e.call_id,
             Event::Alert(e) => &e.call_id,
+            Event::Assist(e) => &e.call_id,
             Event::Summary(s) => &s.call_id,
         }
     }

@@ -86,6 +86,10 @@ pub enum EvalTarget {
     /// `text` and `intent`, e.g. data/intent_heldout.jsonl), with the same
     /// breakdown.
     Intent,
+    /// The agent-empathy indicator on labelled agent lines (JSON lines with
+    /// `text` and `acknowledges`: true/false, e.g. data/empathy_heldout.jsonl):
+    /// accuracy, precision, recall and F1 per language.
+    Empathy,
     /// A scored call (JSON lines of events) against per-turn labels: a
     /// fixture script (`--labels FILE.script.json`) or `label`/`emotion_label`
     /// fields added to the turn events.
@@ -562,6 +566,15 @@ pub fn run_eval(mut cfg: Config, a: EvalArgs) -> Result<i32> {
                 print!("{}", report.to_text());
             }
         }
+        EvalTarget::Empathy => {
+            let (enc, _) = encoder(&cfg, false)?;
+            let r = eval_empathy(&enc, std::path::Path::new(&file))?;
+            if a.json {
+                println!("{}", serde_json::to_string_pretty(&r)?);
+            } else {
+                print!("{}", r.to_text());
+            }
+        }
         EvalTarget::Call => {
             let r = super::report::eval_call(std::path::Path::new(&file), a.labels.as_deref())?;
             if a.json {
@@ -573,4 +586,113 @@ pub fn run_eval(mut cfg: Config, a: EvalArgs) -> Result<i32> {
         EvalTarget::Asr => {}
     }
     Ok(0)
+}
+
+/// `eval empathy`: the indicator against labelled agent lines.
+#[derive(Debug, serde::Serialize)]
+struct EmpathyReport {
+    file: String,
+    n: usize,
+    threshold: f32,
+    accuracy: f64,
+    precision: f64,
+    recall: f64,
+    f1: f64,
+    per_language: std::collections::BTreeMap<String, (usize, f64)>,
+    /// Every line: id, label, score, best cosine.
+    lines: Vec<(String, bool, f32, f32)>,
+}
+
+impl EmpathyReport {
+    fn to_text(&self) -> String {
+        let mut s = format!(
+            "empathy on {} ({} lines, threshold {}): accuracy {:.3}, precision {:.3}, recall {:.3}, F1 {:.3}\n",
+            self.file, self.n, self.threshold, self.accuracy, self.precision, self.recall, self.f1
+        );
+        for (l, (n, acc)) in &self.per_language {
+            s += &format!("  {l}: {n} lines, accuracy {acc:.3}\n");
+        }
+        for (id, y, score, cos) in &self.lines {
+            let pred = *score >= self.threshold;
+            if pred != *y {
+                s += &format!("  wrong: {id} labelled {y}, score {score:.3} (cosine {cos:.3})\n");
+            }
+        }
+        s
+    }
+}
+
+fn eval_empathy(enc: &E5Encoder, path: &std::path::Path) -> Result<EmpathyReport> {
+    use callpulse::intel::empathy::{EmpathyModel, THRESHOLD};
+    use callpulse::sentiment::TextEncoder;
+    #[derive(serde::Deserialize)]
+    struct Line {
+        #[serde(default)]
+        id: String,
+        text: String,
+        acknowledges: bool,
+        #[serde(default)]
+        lang: String,
+    }
+    let raw =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut lines = Vec::new();
+    for (i, l) in raw
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
+        let v: Line = serde_json::from_str(l).with_context(|| {
+            format!(
+                "{} line {}: expected {{\"text\", \"acknowledges\": true|false}}",
+                path.display(),
+                i + 1
+            )
+        })?;
+        lines.push(v);
+    }
+    if lines.is_empty() {
+        bail!("{}: no labelled lines", path.display());
+    }
+    let model = EmpathyModel::load(enc)?;
+    let texts: Vec<&str> = lines.iter().map(|l| l.text.as_str()).collect();
+    let embs = enc.embed(&texts)?;
+    let (mut tp, mut fp, mut fn_, mut ok) = (0usize, 0usize, 0usize, 0usize);
+    let mut per: std::collections::BTreeMap<String, (usize, usize)> = Default::default();
+    let mut out = Vec::new();
+    for (l, e) in lines.iter().zip(&embs) {
+        let ind = model.indicator(e);
+        let pred = ind.score >= THRESHOLD;
+        match (pred, l.acknowledges) {
+            (true, true) => tp += 1,
+            (true, false) => fp += 1,
+            (false, true) => fn_ += 1,
+            _ => {}
+        }
+        ok += usize::from(pred == l.acknowledges);
+        let g = per.entry(l.lang.clone()).or_default();
+        g.0 += 1;
+        g.1 += usize::from(pred == l.acknowledges);
+        out.push((l.id.clone(), l.acknowledges, ind.score, model.closest(e).0));
+    }
+    let div = |a: usize, b: usize| if b == 0 { 0.0 } else { a as f64 / b as f64 };
+    let (p, r) = (div(tp, tp + fp), div(tp, tp + fn_));
+    Ok(EmpathyReport {
+        file: path.display().to_string(),
+        n: lines.len(),
+        threshold: THRESHOLD,
+        accuracy: div(ok, lines.len()),
+        precision: p,
+        recall: r,
+        f1: if p + r > 0.0 {
+            2.0 * p * r / (p + r)
+        } else {
+            0.0
+        },
+        per_language: per
+            .into_iter()
+            .map(|(k, (n, c))| (k, (n, div(c, n))))
+            .collect(),
+        lines: out,
+    })
 }

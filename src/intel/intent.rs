@@ -78,18 +78,20 @@ pub fn to_intent(p: &[f32]) -> Intent {
     }
 }
 
-/// A call's topics from its turns' intent labels: each topic's turns and
-/// share of the turns that have an intent, most frequent first; turns
-/// without a topic ([`NO_TOPIC`]) count in the denominator only.
-pub fn topics(counts: &BTreeMap<String, u32>) -> Vec<TopicShare> {
-    let total: u32 = counts.values().sum();
+/// A call's topics from its turns' intent labels (turns, negative turns):
+/// each topic's turns and share of the turns that have an intent, most
+/// frequent first; turns without a topic ([`NO_TOPIC`]) count in the
+/// denominator only.
+pub fn topics(counts: &BTreeMap<String, (u32, u32)>) -> Vec<TopicShare> {
+    let total: u32 = counts.values().map(|c| c.0).sum();
     let mut v: Vec<TopicShare> = counts
         .iter()
         .filter(|(l, _)| l.as_str() != NO_TOPIC)
-        .map(|(l, n)| TopicShare {
+        .map(|(l, (n, neg))| TopicShare {
             topic: l.clone(),
             turns: *n,
             share: ((*n as f64 / total.max(1) as f64) * 1000.0).round() / 1000.0,
+            negative_turns: *neg,
         })
         .collect();
     v.sort_by(|a, b| b.turns.cmp(&a.turns).then(a.topic.cmp(&b.topic)));
@@ -109,10 +111,10 @@ mod tests {
 
     #[test]
     fn topics_leave_out_greetings_and_sort_by_turns() {
-        let c: BTreeMap<String, u32> = [
-            ("greeting_closing".to_string(), 4),
-            ("billing".to_string(), 3),
-            ("cancellation".to_string(), 1),
+        let c: BTreeMap<String, (u32, u32)> = [
+            ("greeting_closing".to_string(), (4, 0)),
+            ("billing".to_string(), (3, 2)),
+            ("cancellation".to_string(), (1, 0)),
         ]
         .into();
         let t = topics(&c);
@@ -121,6 +123,7 @@ mod tests {
             (t[0].topic.as_str(), t[0].turns, t[0].share),
             ("billing", 3, 0.375)
         );
+        assert_eq!(t[0].negative_turns, 2);
         assert_eq!(t[1].topic, "cancellation");
         let p = [0.1, 0.7, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.2];
         assert_eq!(to_intent(&p).label, "technical_fault");

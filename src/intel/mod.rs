@@ -11,8 +11,10 @@
 //!   events (also POSTed to a webhook, [`webhook`]), overlaps, interruptions,
 //!   silences and the call summary.
 
+pub mod assist;
 pub mod dynamics;
 pub mod emotion;
+pub mod empathy;
 pub mod indicators;
 pub mod intent;
 pub mod pii;
@@ -25,9 +27,9 @@ use std::collections::{BTreeMap, HashSet, VecDeque};
 use serde::{Deserialize, Serialize};
 
 use crate::event::{
-    AlertEvent, AlertRef, ConversationSummary, Direction, Event, Indicators, PeakRef, Polarity,
-    RecoveredEvent, Role, ShiftEvent, ShiftRef, SpanPolarity, SpeakerSummary, TurnEvent, TurnRef,
-    Word, SCHEMA_VERSION,
+    AgentConduct, AlertEvent, AlertRef, AssistRef, ConversationSummary, Direction, Event,
+    Indicators, PeakRef, Polarity, RecoveredEvent, Role, ShiftEvent, ShiftRef, SpanPolarity,
+    SpeakerSummary, TurnEvent, TurnRef, Word, SCHEMA_VERSION,
 };
 use crate::sentiment::{EncoderError, PolarityHead, TextEncoder};
 use dynamics::{DynamicsConfig, SpeakerDynamics};
@@ -107,6 +109,7 @@ pub fn redact_turn(text: &mut String, words: &mut Vec<Word>) -> Vec<String> {
 /// Per-turn enrichment, run in the analysis stage.
 pub struct TurnAnalyser {
     emotion: EmotionHead,
+    empathy: Option<std::sync::Arc<empathy::EmpathyModel>>,
     previous_score: Vec<Option<f32>>,
 }
 
@@ -115,8 +118,15 @@ impl TurnAnalyser {
     pub fn new(emotion: EmotionHead, legs: usize) -> Self {
         TurnAnalyser {
             emotion,
+            empathy: None,
             previous_score: vec![None; legs],
         }
+    }
+
+    /// Score agent turns for empathy with `m`.
+    pub fn with_empathy(mut self, m: std::sync::Arc<empathy::EmpathyModel>) -> Self {
+        self.empathy = Some(m);
+        self
     }
 
     /// Fill the score on the −5..+5 scale, intensity band, emotion,
@@ -150,6 +160,11 @@ impl TurnAnalyser {
             frustration: indicators::frustration(&sig),
             sarcasm: indicators::sarcasm(&sig),
             resignation: emotion::resignation(&t.prosody.z),
+            empathy: self
+                .empathy
+                .as_ref()
+                .filter(|_| t.role == Role::Agent)
+                .map(|m| m.indicator(emb)),
         });
         if let Some(p) = self.previous_score.get_mut(t.leg as usize) {
             *p = Some(t.polarity.score);
@@ -267,6 +282,27 @@ pub struct Conversation {
     shifts: Vec<ShiftRef>,
     alerts: Vec<AlertRef>,
     peak: Option<PeakRef>,
+    assistant: assist::Assistant,
+    assists: Vec<AssistRef>,
+    /// A written conversation: no silences, overlaps or voice.
+    chat: bool,
+    conduct: ConductState,
+}
+
+/// What the agent-conduct block is computed from.
+#[derive(Debug, Default)]
+struct ConductState {
+    empathy_turns: u32,
+    agent_rates: Vec<f32>,
+    customer_scores: Vec<f32>,
+    /// Ends of negative customer turns no agent turn has acknowledged yet.
+    waiting: Vec<f64>,
+    /// Seconds from each acknowledged negative customer turn to the acknowledgement.
+    delays: Vec<f64>,
+    customer_negative: u32,
+    /// Start of the agent's current run of turns without the customer.
+    agent_run: Option<f64>,
+    longest_monologue: f64,
 }
 
 /// Interruption: starting to speak at least this long before the other
@@ -298,7 +334,19 @@ impl Conversation {
             shifts: Vec::new(),
             alerts: Vec::new(),
             peak: None,
+            assistant: assist::Assistant::new(call_id, Vec::new(), false),
+            assists: Vec::new(),
+            chat: false,
+            conduct: ConductState::default(),
         }
+    }
+
+    /// Give the agent hints from `rules`; `chat`: a written conversation
+    /// (no silence, overlap or voice rules, and talk counted in words).
+    pub fn with_assist(mut self, rules: Vec<assist::HintRule>, chat: bool) -> Self {
+        self.assistant = assist::Assistant::new(&self.call_id, rules, chat);
+        self.chat = chat;
+        self
     }
 
     fn alert(
@@ -386,8 +434,146 @@ impl Conversation {
         self.on_overlaps(leg, t, &mut out);
         let trend = self.on_mood(leg, t, &mut out);
         self.keep(leg, t, trend);
+        self.on_conduct(leg, t);
+        self.on_assist(leg, t, (!first).then_some(gap), &mut out);
         self.apply_rules(leg, t, gap, first, &mut out);
         out
+    }
+
+    /// The agent's parties.
+    fn agent_parties(&self) -> impl Iterator<Item = usize> + '_ {
+        (0..self.roles.len()).filter(|p| self.roles[*p] == Role::Agent)
+    }
+
+    /// Hints to the agent on this turn; they go out before the alerts.
+    fn on_assist(&mut self, leg: usize, t: &TurnEvent, gap: Option<f64>, out: &mut Vec<Event>) {
+        let recovered = out.iter().find_map(|e| match e {
+            Event::Recovered(r) if r.turn_id == t.turn_id => Some(r.to - r.from),
+            _ => None,
+        });
+        let p = |k: &str| {
+            t.intent
+                .as_ref()
+                .and_then(|i| i.probs.get(k).copied())
+                .unwrap_or(0.0)
+        };
+        let ind = t.indicators.clone().unwrap_or_default();
+        let facts = assist::TurnFacts {
+            role: self.roles[leg],
+            turn_id: t.turn_id,
+            start: t.start,
+            end: t.end,
+            gap,
+            frustration: ind.frustration.score,
+            anger: t
+                .emotion
+                .as_ref()
+                .and_then(|e| e.probs.get("anger").copied())
+                .unwrap_or(0.0),
+            negative: t.polarity.label == crate::event::PolarityLabel::Negative,
+            topic: t.intent.as_ref().map(|i| i.label.as_str()),
+            p_escalation_request: p("escalation_request"),
+            p_cancellation: p("cancellation"),
+            rate: t.prosody.speaking_rate_wps,
+            words: t.text.split_whitespace().count(),
+            agent_interruptions: self
+                .agent_parties()
+                .map(|a| self.speakers[a].interruptions)
+                .sum(),
+            recovered,
+            agent_leg: self.agent_parties().next().map(|a| self.parties[a].0),
+        };
+        for h in self.assistant.on_turn(&facts) {
+            self.assists.push(AssistRef {
+                hint_id: h.hint_id.clone(),
+                tone: h.tone,
+                at: h.at,
+            });
+            out.push(Event::Assist(h));
+        }
+    }
+
+    /// What the agent-conduct block needs from this turn.
+    fn on_conduct(&mut self, leg: usize, t: &TurnEvent) {
+        let c = &mut self.conduct;
+        match self.roles[leg] {
+            Role::Agent => {
+                let start = *c.agent_run.get_or_insert(t.start);
+                c.longest_monologue = c.longest_monologue.max(t.end - start);
+                if let Some(r) = t.prosody.speaking_rate_wps.filter(|_| !self.chat) {
+                    c.agent_rates.push(r);
+                }
+                let acks = t
+                    .indicators
+                    .as_ref()
+                    .and_then(|i| i.empathy.as_ref())
+                    .is_some_and(empathy::acknowledges);
+                if acks {
+                    c.empathy_turns += 1;
+                    for end in std::mem::take(&mut c.waiting) {
+                        c.delays.push((t.start - end).max(0.0));
+                    }
+                }
+            }
+            Role::Customer => {
+                c.agent_run = None;
+                c.customer_scores.push(t.polarity.score);
+                if t.polarity.label == crate::event::PolarityLabel::Negative {
+                    c.customer_negative += 1;
+                    c.waiting.push(t.end);
+                }
+            }
+            Role::Unknown => {}
+        }
+    }
+
+    /// The agent-conduct block (None without an agent).
+    fn conduct(&self, non_talk_s: f64, total_talk: f64) -> Option<AgentConduct> {
+        let agents: Vec<usize> = self.agent_parties().collect();
+        if agents.is_empty() {
+            return None;
+        }
+        let c = &self.conduct;
+        let turns: u32 = agents.iter().map(|a| self.speakers[*a].turns).sum();
+        let talk: f64 = agents.iter().map(|a| self.speakers[*a].talk).sum();
+        let mean =
+            |v: &[f32]| (!v.is_empty()).then(|| round3(v.iter().sum::<f32>() / v.len() as f32));
+        let cs = &c.customer_scores;
+        let start = mean(&cs[..cs.len().min(2)]);
+        let end = mean(&cs[cs.len().saturating_sub(2)..]);
+        let hints = |tone| self.assists.iter().filter(|h| h.tone == tone).count() as u32;
+        Some(AgentConduct {
+            turns,
+            empathy_turns: c.empathy_turns,
+            empathy_share: if turns > 0 {
+                round3(c.empathy_turns as f32 / turns as f32)
+            } else {
+                0.0
+            },
+            interruptions: agents.iter().map(|a| self.speakers[*a].interruptions).sum(),
+            talk_ratio: if total_talk > 0.0 {
+                round3((talk / total_talk) as f32)
+            } else {
+                0.0
+            },
+            dead_air_s: if self.chat { 0.0 } else { non_talk_s },
+            longest_monologue_s: if self.chat {
+                0.0
+            } else {
+                round3d(c.longest_monologue)
+            },
+            speaking_rate_wps: (!c.agent_rates.is_empty())
+                .then(|| round3(assist::median(&c.agent_rates))),
+            customer_start: start,
+            customer_end: end,
+            recovery: start.zip(end).map(|(s, e)| round3(e - s)),
+            customer_negative_turns: c.customer_negative,
+            acknowledged: c.delays.len() as u32,
+            time_to_acknowledge_s: (!c.delays.is_empty())
+                .then(|| round3d(c.delays.iter().sum::<f64>() / c.delays.len() as f64)),
+            hints_corrective: hints(crate::event::Tone::Corrective),
+            hints_positive: hints(crate::event::Tone::Positive),
+        })
     }
 
     /// Overlaps and interruptions against the other legs' recent turns;
@@ -524,7 +710,11 @@ impl Conversation {
         {
             let sp = &mut self.speakers[leg];
             sp.turns += 1;
-            sp.talk += t.end - t.start;
+            sp.talk += if self.chat {
+                t.text.split_whitespace().count() as f64
+            } else {
+                t.end - t.start
+            };
             sp.score_sum += t.polarity.score;
             sp.last = Some(t.polarity.score);
             sp.min = Some(sp.min.map_or(t.polarity.score, |m| m.min(t.polarity.score)));
@@ -584,7 +774,7 @@ impl Conversation {
             match r.metric {
                 Metric::Interruptions => {}
                 Metric::SilenceS => {
-                    if !first && r.op.holds(gap as f32, r.threshold) {
+                    if !first && !self.chat && r.op.holds(gap as f32, r.threshold) {
                         let prev = self
                             .speakers
                             .iter()
@@ -632,7 +822,8 @@ impl Conversation {
     }
 
     /// End of call at `duration` seconds: final silence check, then the
-    /// per-speaker and conversation summaries and the call's −5..+5 score.
+    /// per-speaker and conversation summaries, the call's −5..+5 score and
+    /// the agent's conduct.
     pub fn finish(
         &mut self,
         duration: f64,
@@ -641,10 +832,11 @@ impl Conversation {
         Vec<SpeakerSummary>,
         ConversationSummary,
         Option<f32>,
+        Option<AgentConduct>,
     ) {
         let mut out = Vec::new();
         let trailing = duration - self.speech_end;
-        if !self.intervals.is_empty() {
+        if !self.intervals.is_empty() && !self.chat {
             for i in 0..self.rules.len() {
                 let r = &self.rules[i];
                 if r.metric == Metric::SilenceS && r.op.holds(trailing as f32, r.threshold) {
@@ -726,12 +918,15 @@ impl Conversation {
             peak_frustration: self.peak.clone(),
             shifts: self.shifts.clone(),
             alerts: self.alerts.clone(),
+            assists: self.assists.clone(),
         };
+        let conduct = self.conduct(conv.non_talk_s, total_talk);
         (
             out,
             speakers,
             conv,
             (n > 0).then(|| (sum / n as f32 * 50.0).round() / 10.0),
+            conduct,
         )
     }
 }
@@ -794,6 +989,7 @@ mod tests {
             trend: None,
             redacted: vec![],
             model: None,
+            channel: None,
             prosody: Prosody {
                 energy_db_mean: 0.0,
                 energy_db_range: 0.0,
@@ -878,7 +1074,7 @@ mod tests {
         assert_eq!(at("shift:Down"), Some(7), "{all:?}");
         assert_eq!(at("alert:customer-frustrated"), Some(7), "{all:?}");
         assert_eq!(at("recovered"), Some(9), "{all:?}");
-        let (_, sp, cs, s5) = c.finish(30.0);
+        let (_, sp, cs, s5, _) = c.finish(30.0);
         assert_eq!(sp[1].shifts, 1);
         assert_eq!(cs.alerts.len(), 1, "{:?}", cs.alerts);
         assert_eq!(cs.peak_frustration.as_ref().map(|p| p.turn_id), Some(7));
@@ -916,7 +1112,10 @@ mod tests {
             1,
             "{k:?}"
         );
-        let (_, sp, cs, _) = c.finish(60.0);
+        let (_, sp, cs, _, conduct) = c.finish(60.0);
+        let conduct = conduct.unwrap();
+        assert_eq!(conduct.interruptions, 4);
+        assert_eq!(conduct.turns, 4);
         assert_eq!(sp[0].interruptions, 4);
         assert_eq!(sp[1].interruptions, 0);
         assert!((cs.overlap_s - 4.0).abs() < 1e-9);

@@ -29,6 +29,7 @@ pub(crate) struct TextModels<E: TextEncoder> {
     pub head: Arc<PolarityHead>,
     pub emotion: Arc<EmotionHead>,
     pub intent: Arc<crate::intel::intent::IntentHead>,
+    pub empathy: Arc<crate::intel::empathy::EmpathyModel>,
 }
 
 /// Who is the agent on a diarised leg: the speaker who opens with the
@@ -110,7 +111,8 @@ impl<'a, E: TextEncoder> AnalysisStage<'a, E> {
         let legs = roles.len();
         AnalysisStage {
             call: call.into(),
-            analyser: TurnAnalyser::new((*models.emotion).clone(), legs),
+            analyser: TurnAnalyser::new((*models.emotion).clone(), legs)
+                .with_empathy(models.empathy.clone()),
             speaker_roles: (0..legs).map(|_| RoleTracker::default()).collect(),
             role_cfg,
             roles,
@@ -217,6 +219,7 @@ impl<'a, E: TextEncoder> AnalysisStage<'a, E> {
             spans: Vec::new(),
             trend: None,
             redacted,
+            channel: None,
             model: Some(crate::event::ModelVersions {
                 polarity: self.models.head.0.version_id(),
                 emotion: self.models.emotion.0.version_id(),

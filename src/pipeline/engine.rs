@@ -68,6 +68,8 @@ pub struct Engine {
     /// The speaker model, when diarisation is on.
     speaker: Option<Embedder>,
     rules: Vec<Rule>,
+    hints: Vec<crate::intel::assist::HintRule>,
+    empathy: Arc<crate::intel::empathy::EmpathyModel>,
 }
 
 /// The result of scoring one call.
@@ -108,6 +110,8 @@ pub struct RunOptions {
     /// Who spoke when on each leg, from a first pass over a file (diarised
     /// legs only); without it, diarised legs are labelled live.
     pub speaker_segments: Option<Arc<Vec<Option<Vec<crate::diarize::Segment>>>>>,
+    /// Agent, start time and channel, copied into the summary.
+    pub meta: crate::event::CallMeta,
 }
 
 impl RunOptions {
@@ -125,6 +129,7 @@ impl RunOptions {
             final_queue: QUEUE_TURNS,
             roles: None,
             speaker_segments: None,
+            meta: Default::default(),
         }
     }
 
@@ -144,6 +149,10 @@ impl RunOptions {
             final_queue: l.final_queue,
             roles: None,
             speaker_segments: None,
+            meta: crate::event::CallMeta {
+                started_unix_ms: Some(crate::event::now_unix_ms()),
+                ..Default::default()
+            },
         }
     }
 }
@@ -170,6 +179,8 @@ impl Engine {
             .escalation
             .effective_rules()
             .map_err(EngineError::Intel)?;
+        let hints = cfg.assist.effective_rules().map_err(EngineError::Intel)?;
+        let empathy = crate::intel::empathy::EmpathyModel::load(&encoder)?;
         let speaker: Option<Embedder> = if cfg.diarize.enabled {
             let m = SpeakerModel::load(&paths.ort_lib, &paths.speaker, 1)
                 .map_err(|e| EngineError::Intel(format!("speaker model: {e}")))?;
@@ -187,6 +198,8 @@ impl Engine {
             intent: Arc::new(intent),
             speaker,
             rules,
+            hints,
+            empathy: Arc::new(empathy),
         })
     }
 
@@ -259,9 +272,11 @@ impl Engine {
                 head: self.head.clone(),
                 emotion: self.emotion.clone(),
                 intent: self.intent.clone(),
+                empathy: self.empathy.clone(),
             },
             speaker: self.speaker.clone(),
             rules: &self.rules,
+            hints: &self.hints,
             devices: self.devices(),
         };
         run_call(&models, source, opts, sink, progress)

@@ -42,6 +42,7 @@ pub(crate) struct Models<'m, A, V, E: TextEncoder> {
     /// The speaker model, when diarisation is on.
     pub speaker: Option<Embedder>,
     pub rules: &'m [Rule],
+    pub hints: &'m [crate::intel::assist::HintRule],
     pub devices: Devices,
 }
 
@@ -151,7 +152,8 @@ where
         roles.clone(),
         m.cfg.dynamics.clone(),
         m.rules.to_vec(),
-    );
+    )
+    .with_assist(m.hints.to_vec(), false);
     let mut out = SinkStage::new(opts.live, conv, webhook(m.cfg)?, sink);
     let q = Queues::new(legs, opts.final_queue);
     let policy = PartialPolicy::new(opts.partial_interval, opts.partial_min, opts.speculate);
@@ -224,7 +226,8 @@ where
         input_error: input_error.clone(),
         devices: m.devices.clone(),
     };
-    let summary = summary(run, closing, &shared, &capture_shared);
+    let mut summary = summary(run, closing, &shared, &capture_shared);
+    summary.meta = opts.meta.clone();
     sink(Event::Summary(summary.clone()));
     Ok(CallOutcome {
         summary,
@@ -275,6 +278,8 @@ fn summary(
         turns: n_turns,
         speakers: closing.speakers,
         score_5: closing.score_5,
+        meta: Default::default(),
+        conduct: closing.conduct,
         language,
         languages: closing.languages,
         topics: crate::intel::intent::topics(&closing.intents),

@@ -18,6 +18,8 @@ pub(crate) struct Closing {
     pub speakers: Vec<SpeakerSummary>,
     pub conversation: ConversationSummary,
     pub score_5: Option<f32>,
+    /// The agent's conduct.
+    pub conduct: Option<crate::event::AgentConduct>,
     /// Per-turn stage times summed over the emitted turns.
     pub stage_ms: StageMs,
     pub partials_emitted: u32,
@@ -26,8 +28,8 @@ pub(crate) struct Closing {
     pub languages: BTreeMap<String, f64>,
     /// Call-level warnings (e.g. turns left unscored).
     pub warnings: Vec<String>,
-    /// Turns per intent label.
-    pub intents: BTreeMap<String, u32>,
+    /// Turns per intent label, and those of them with negative polarity.
+    pub intents: BTreeMap<String, (u32, u32)>,
 }
 
 impl Closing {
@@ -50,7 +52,7 @@ pub(crate) struct SinkStage<'s> {
     totals: StageMs,
     partials_emitted: u32,
     languages: BTreeMap<String, f64>,
-    intents: BTreeMap<String, u32>,
+    intents: BTreeMap<String, (u32, u32)>,
     unscored: (u32, Option<String>),
     sink: &'s mut dyn FnMut(Event),
 }
@@ -77,7 +79,7 @@ impl<'s> SinkStage<'s> {
         }
     }
 
-    /// Hand conversation events to the sink; alerts also go to the webhook.
+    /// Hand conversation events to the sink; alerts (and hints) also go to the webhook.
     fn forward(&mut self, events: Vec<Event>) {
         for e in events {
             if let (Event::Alert(_), Some(w)) = (&e, &self.webhook) {
@@ -102,7 +104,9 @@ impl<'s> SinkStage<'s> {
             *self.languages.entry(l.clone()).or_default() += t.end - t.start;
         }
         if let Some(i) = &t.intent {
-            *self.intents.entry(i.label.clone()).or_default() += 1;
+            let e = self.intents.entry(i.label.clone()).or_default();
+            e.0 += 1;
+            e.1 += u32::from(t.polarity.label == crate::event::PolarityLabel::Negative);
         }
         if let Some(why) = &t.unscored {
             self.unscored.0 += 1;
@@ -141,7 +145,7 @@ impl<'s> SinkStage<'s> {
         for t in held {
             self.emit_turn(t);
         }
-        let (extra, speakers, conversation, score_5) = self.conv.finish(duration);
+        let (extra, speakers, conversation, score_5, conduct) = self.conv.finish(duration);
         self.forward(extra);
         let webhook = self.webhook.take().map(|w| w.finish()).unwrap_or_default();
         let totals = std::mem::take(&mut self.totals);
@@ -156,6 +160,7 @@ impl<'s> SinkStage<'s> {
                 speakers,
                 conversation,
                 score_5,
+                conduct,
                 stage_ms,
                 partials_emitted: self.partials_emitted,
                 webhook,

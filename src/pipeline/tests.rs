@@ -181,6 +181,7 @@ fn run_with(
 ) -> Result<Run, EngineError> {
     let cfg = Config::default();
     let rules = cfg.escalation.effective_rules().unwrap();
+    let hints = cfg.assist.effective_rules().unwrap();
     let models = Models {
         cfg: &cfg,
         asr,
@@ -190,9 +191,11 @@ fn run_with(
             head: Arc::new(PolarityHead::bundled().unwrap()),
             emotion: Arc::new(EmotionHead::bundled().unwrap()),
             intent: Arc::new(crate::intel::intent::IntentHead::bundled().unwrap()),
+            empathy: Arc::new(crate::intel::empathy::EmpathyModel::from_embeddings(vec![])),
         },
         speaker: None,
         rules: &rules,
+        hints: &hints,
         devices: Devices::default(),
     };
     let mut turns = Vec::new();

@@ -70,6 +70,7 @@ pub struct Metrics {
     turns: AtomicU64,
     events: AtomicU64,
     alerts: AtomicU64,
+    hints: AtomicU64,
     frames_dropped: AtomicU64,
     pub(super) lagged: AtomicU64,
     rejected: Mutex<HashMap<&'static str, u64>>,
@@ -84,6 +85,7 @@ impl Metrics {
             turns: AtomicU64::new(0),
             events: AtomicU64::new(0),
             alerts: AtomicU64::new(0),
+            hints: AtomicU64::new(0),
             frames_dropped: AtomicU64::new(0),
             lagged: AtomicU64::new(0),
             rejected: Mutex::new(HashMap::new()),
@@ -122,6 +124,10 @@ impl Metrics {
             Event::Alert(_) => {
                 self.alerts.fetch_add(1, Ordering::Relaxed);
                 "alert"
+            }
+            Event::Assist(_) => {
+                self.hints.fetch_add(1, Ordering::Relaxed);
+                "assist"
             }
             Event::Summary(s) => {
                 self.frames_dropped
@@ -197,6 +203,13 @@ impl Hub {
             "counter",
             "Escalation alerts.",
             load(&m.alerts),
+        );
+        line(
+            &mut o,
+            "callpulse_assist_hints_total",
+            "counter",
+            "Agent-assist hints.",
+            load(&m.hints),
         );
         line(
             &mut o,

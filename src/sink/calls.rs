@@ -183,6 +183,8 @@ pub(crate) fn empty_summary(call_id: &str) -> Event {
         duration: 0.0,
         turns: 0,
         speakers: Vec::new(),
+        meta: Default::default(),
+        conduct: None,
         score_5: None,
         conversation: Default::default(),
         language: None,

@@ -195,6 +195,17 @@ impl<W: Write> EventWriter<W> {
                         x.message
                     )?;
                 }
+                Event::Assist(x) => {
+                    writeln!(
+                        self.out,
+                        "{:<11} {:<8} -> HINT {} ({:?}): {}",
+                        mmss(x.at),
+                        "agent",
+                        x.hint_id,
+                        x.tone,
+                        x.message
+                    )?;
+                }
                 Event::Summary(s) => {
                     writeln!(
                         self.out,
