@@ -346,6 +346,10 @@ pub struct SipConfig {
     pub max_calls: usize,
     /// Role of the calling party.
     pub caller_role: Role,
+    /// The agent id of a call (in its summary, for `insights`): this
+    /// header's value when the INVITE has it, else the user part of the
+    /// agent's URI (To when the caller is the customer, From otherwise).
+    pub agent_id_header: String,
     /// Stop after this many seconds.
     pub seconds: Option<f64>,
     /// Output format (jsonl or table).
@@ -367,6 +371,7 @@ impl Default for SipConfig {
             rtp_timeout_s: 30.0,
             max_calls: 16,
             caller_role: Role::Customer,
+            agent_id_header: "X-Agent-Id".into(),
             seconds: None,
             format: Format::Jsonl,
             out: None,

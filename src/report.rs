@@ -124,7 +124,7 @@ h1{{font-size:20px;margin:0 0 4px}} h2{{font-size:16px;margin:24px 0 8px}}
 .muted{{color:#6b7280}} table{{border-collapse:collapse}} td,th{{padding:4px 8px;text-align:left;vertical-align:top}}
 th{{border-bottom:1px solid #d1d5db;font-weight:600}} .turn td{{border-bottom:1px solid #f3f4f6}}
 .role-agent{{color:#2563eb;font-weight:600}} .role-customer{{color:#ea580c;font-weight:600}} .role-unknown{{color:#6b7280;font-weight:600}}
-.alert{{color:#b91c1c;font-weight:600}} .shift{{color:#7c3aed;font-weight:600}} .ok{{color:#15803d;font-weight:600}}
+.alert{{color:#b91c1c;font-weight:600}} .shift{{color:#7c3aed;font-weight:600}} .ok{{color:#15803d;font-weight:600}} .hint{{color:#1d4ed8}}
 .badge{{display:inline-block;border-radius:8px;padding:0 6px;font-size:12px;background:#f3f4f6;margin-right:4px}}
 .ev{{font-size:12px;color:#6b7280}} svg text{{font:11px system-ui,sans-serif}}
 </style></head><body>
@@ -329,13 +329,25 @@ fn write_marks(h: &mut String, events: &[Event]) {
                 esc(&a.message),
                 a.evidence_turns
             )),
+            Event::Assist(a) => Some(format!(
+                "<li class=\"{}\">{} HINT to the agent {}: {} (turns {:?})</li>",
+                if a.tone == crate::event::Tone::Positive {
+                    "ok hint"
+                } else {
+                    "hint"
+                },
+                mmss(a.at),
+                esc(&a.hint_id),
+                esc(&a.message),
+                a.evidence.turns
+            )),
             _ => None,
         })
         .collect();
     if !marks.is_empty() {
         let _ = write!(
             h,
-            "<h2>Shifts and alerts</h2><ul id=\"marks\">{}</ul>",
+            "<h2>Shifts, alerts and hints</h2><ul id=\"marks\">{}</ul>",
             marks.join("")
         );
     }
@@ -419,6 +431,38 @@ fn write_call(h: &mut String, s: &SummaryEvent) {
             .map(|p| format!(" · peak frustration {:.2} ({} at {})", p.score, p.role.as_str(), mmss(p.start)))
             .unwrap_or_default()
     );
+    if let Some(k) = &s.conduct {
+        let opt = |v: Option<f32>| v.map(|x| format!("{x:+.2}")).unwrap_or_else(|| "–".into());
+        let _ = write!(
+            h,
+            "<h2>Agent conduct</h2><table id=\"conduct\"><tr><th>agent turns</th><td>{}</td><th>empathy / acknowledgement turns</th><td>{} ({:.0}%)</td></tr>\
+<tr><th>interruptions</th><td>{}</td><th>talk ratio</th><td>{:.0}%</td></tr>\
+<tr><th>dead air</th><td>{:.1} s</td><th>longest monologue</th><td>{:.1} s</td></tr>\
+<tr><th>speaking rate</th><td>{}</td><th>customer start → end</th><td>{} → {} ({})</td></tr>\
+<tr><th>negative customer turns acknowledged</th><td>{} of {}</td><th>time to acknowledge</th><td>{}</td></tr>\
+<tr><th>hints</th><td>{} corrective, {} positive</td><th></th><td></td></tr></table>",
+            k.turns,
+            k.empathy_turns,
+            k.empathy_share * 100.0,
+            k.interruptions,
+            k.talk_ratio * 100.0,
+            k.dead_air_s,
+            k.longest_monologue_s,
+            k.speaking_rate_wps
+                .map(|r| format!("{r:.2} words/s"))
+                .unwrap_or_else(|| "–".into()),
+            opt(k.customer_start),
+            opt(k.customer_end),
+            opt(k.recovery),
+            k.acknowledged,
+            k.customer_negative_turns,
+            k.time_to_acknowledge_s
+                .map(|t| format!("{t:.1} s"))
+                .unwrap_or_else(|| "–".into()),
+            k.hints_corrective,
+            k.hints_positive
+        );
+    }
 }
 
 /// The gold labels of a fixture script.

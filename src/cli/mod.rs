@@ -3,6 +3,7 @@
 mod annotate;
 mod bench;
 mod diarize;
+mod insights;
 mod live;
 mod models;
 mod report;
@@ -203,6 +204,10 @@ pub enum Command {
     Diarize(diarize::DiarizeArgs),
     /// Render a scored call as a self-contained HTML report.
     Report(report::ReportArgs),
+    /// Aggregate scored calls: volume, customer sentiment start to end,
+    /// recovery and escalation rates, alerts by rule, topics by negative
+    /// share, per-agent conduct, trend over time.
+    Insights(insights::InsightsArgs),
     /// Measure speed: real-time factor and time per stage.
     Bench(bench::BenchArgs),
 }
@@ -232,6 +237,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Eval(a) => train::run_eval(cfg, a),
         Command::Diarize(a) => diarize::run(cfg, a),
         Command::Report(a) => report::run(a),
+        Command::Insights(a) => insights::run(a),
         Command::Bench(a) => bench::run(cfg, a),
     }
 }

@@ -9,8 +9,12 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 
+use callpulse::chat::{parse as parse_chat, TextFormat};
 use callpulse::config::Config;
+use callpulse::event::CallMeta;
 use callpulse::event::{Event, SummaryEvent};
+use callpulse::insights::meta::NamePattern;
+use callpulse::insights::time::parse_time;
 use callpulse::models::{self, Component};
 use callpulse::pipeline::Engine;
 use callpulse::sink::{summary_csv_row, EventWriter, Format, SUMMARY_CSV_HEADER};
@@ -19,9 +23,38 @@ use super::{CallArgs, ModelArgs};
 
 #[derive(Args, Debug)]
 pub struct ScoreArgs {
-    /// WAV files or directories (searched recursively for .wav).
+    /// WAV files or directories (searched recursively for .wav); with
+    /// --text, chat or e-mail transcripts (directories: .jsonl, .txt, .eml).
     #[arg(required = true, value_name = "FILE|DIR")]
     inputs: Vec<PathBuf>,
+    /// The inputs are written conversations (chat, e-mail), not audio: the
+    /// same analysis without prosody; events carry `channel: "chat"`.
+    #[arg(long)]
+    text: bool,
+    /// With --text: the format (auto: JSON lines when a line starts with
+    /// `{`, an e-mail thread when the file starts with headers, else
+    /// `role: text` lines).
+    #[arg(long, value_enum, default_value_t = TextFormat::Auto, requires = "text")]
+    text_format: TextFormat,
+    /// With --text on e-mail: senders whose address contains this are
+    /// agents (repeatable; default: the first sender is the customer and
+    /// every other sender an agent).
+    #[arg(long, value_name = "SUBSTR", requires = "text")]
+    agent_from: Vec<String>,
+    /// The agent who took the call(s), written in the summary's meta for
+    /// `insights`.
+    #[arg(long, value_name = "ID")]
+    agent_id: Option<String>,
+    /// Read the agent and the start time from each file name, e.g.
+    /// `{agent}_{date}_{time}*` for alice_2026-11-30_0915.wav (fields
+    /// {agent}, {date}, {time}; `*` matches anything).
+    #[arg(long, value_name = "PATTERN")]
+    name_pattern: Option<String>,
+    /// When the call started (2026-11-30T09:15:00Z, 2026-11-30, Unix
+    /// seconds); default: the name pattern's date, else the file's
+    /// modification time (chat: the first message's time).
+    #[arg(long, value_name = "TIME")]
+    started_at: Option<String>,
     /// Output format.
     #[arg(short, long, value_enum, default_value_t = Format::Jsonl)]
     format: Format,
@@ -46,15 +79,15 @@ pub struct ScoreArgs {
     models: ModelArgs,
 }
 
-fn collect_inputs(inputs: &[PathBuf]) -> Result<Vec<PathBuf>> {
+fn collect_inputs(inputs: &[PathBuf], exts: &[&str]) -> Result<Vec<PathBuf>> {
     let mut out = Vec::new();
     for p in inputs {
         if p.is_dir() {
             let mut found = Vec::new();
-            walk(p, &mut found).with_context(|| format!("cannot list {}", p.display()))?;
+            walk(p, exts, &mut found).with_context(|| format!("cannot list {}", p.display()))?;
             found.sort();
             if found.is_empty() {
-                bail!("no .wav files under {}", p.display());
+                bail!("no .{} files under {}", exts.join(", ."), p.display());
             }
             out.extend(found);
         } else {
@@ -65,16 +98,16 @@ fn collect_inputs(inputs: &[PathBuf]) -> Result<Vec<PathBuf>> {
     Ok(out)
 }
 
-fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+fn walk(dir: &Path, exts: &[&str], out: &mut Vec<PathBuf>) -> std::io::Result<()> {
     for e in std::fs::read_dir(dir)? {
         let e = e?;
         let p = e.path();
         let ft = e.file_type()?;
         if ft.is_dir() {
-            walk(&p, out)?;
+            walk(&p, exts, out)?;
         } else if p
             .extension()
-            .map(|x| x.eq_ignore_ascii_case("wav"))
+            .map(|x| exts.iter().any(|w| x.eq_ignore_ascii_case(w)))
             .unwrap_or(false)
         {
             out.push(p);
@@ -142,6 +175,8 @@ fn combined_output(a: &ScoreArgs) -> Result<Option<Combined>> {
 /// What the scoring threads share.
 struct Batch<'a> {
     a: &'a ScoreArgs,
+    pattern: Option<NamePattern>,
+    started_at: Option<u64>,
     engine: &'a Engine,
     files: &'a [PathBuf],
     ids: &'a [String],
@@ -153,6 +188,30 @@ struct Batch<'a> {
 }
 
 impl Batch<'_> {
+    /// Agent and start time of a file: the flags, then the name pattern,
+    /// then (audio) the file's modification time.
+    fn meta(&self, file: &Path) -> CallMeta {
+        let fields = match (&self.pattern, file.file_stem()) {
+            (Some(p), Some(stem)) => p.fields(&stem.to_string_lossy()).unwrap_or_default(),
+            _ => Default::default(),
+        };
+        let mtime = || {
+            std::fs::metadata(file)
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map(|d| d.as_millis() as u64)
+        };
+        CallMeta {
+            agent_id: self.a.agent_id.clone().or(fields.agent),
+            started_unix_ms: self
+                .started_at
+                .or(fields.started_unix_ms)
+                .or_else(|| (!self.a.text).then(mtime).flatten()),
+            channel: None,
+        }
+    }
+
     /// Score file `i` and write its events (the good parts too when the input broke off).
     fn score_one(&self, i: usize) {
         let (file, id) = (&self.files[i], &self.ids[i]);
@@ -165,12 +224,31 @@ impl Batch<'_> {
                 }
             }
         };
-        let res = self
-            .engine
-            .score_file(file, id, &mut |e| buffered.push(e), &progress);
-        let (summary, error) = match res {
-            Ok(o) => (Some(o.summary), o.input_error),
-            Err(e) => (None, Some(e.to_string())),
+        let meta = self.meta(file);
+        let (summary, error) = if self.a.text {
+            match std::fs::read_to_string(file)
+                .map_err(|e| format!("cannot read: {e}"))
+                .and_then(|t| {
+                    parse_chat(&t, self.a.text_format, &self.a.agent_from)
+                        .map_err(|e| e.to_string())
+                }) {
+                Ok(msgs) => match self
+                    .engine
+                    .score_text(&msgs, id, meta, &mut |e| buffered.push(e))
+                {
+                    Ok(s) => (Some(s), None),
+                    Err(e) => (None, Some(e.to_string())),
+                },
+                Err(e) => (None, Some(e)),
+            }
+        } else {
+            match self
+                .engine
+                .score_file_with(file, id, meta, &mut |e| buffered.push(e), &progress)
+            {
+                Ok(o) => (Some(o.summary), o.input_error),
+                Err(e) => (None, Some(e.to_string())),
+            }
         };
         let w = if let Some(dir) = &self.a.out_dir {
             write_call_file(dir, id, self.a.format, &buffered)
@@ -246,11 +324,35 @@ pub fn run(mut cfg: Config, a: ScoreArgs) -> Result<i32> {
     a.models.apply(&mut cfg);
     a.call.apply(&mut cfg)?;
     cfg.validate()?;
-    let files = collect_inputs(&a.inputs)?;
+    let pattern = a
+        .name_pattern
+        .as_deref()
+        .map(NamePattern::parse)
+        .transpose()
+        .map_err(anyhow::Error::msg)?;
+    let started_at = a
+        .started_at
+        .as_deref()
+        .map(parse_time)
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("--started-at: {e}"))?;
+    let exts: &[&str] = if a.text {
+        &["jsonl", "txt", "eml"]
+    } else {
+        &["wav"]
+    };
+    let files = collect_inputs(&a.inputs, exts)?;
     let ids = call_ids(&files);
-    if files.len() == 1 {
+    if files.len() == 1 && !a.text {
         // Fail fast on a bad single input, before loading any model.
         callpulse::audio::wav::WavSource::open(&files[0])?;
+    }
+    if files.len() == 1 && a.text {
+        // Fail fast on a bad single transcript, before loading any model.
+        let t = std::fs::read_to_string(&files[0])
+            .with_context(|| format!("cannot read {}", files[0].display()))?;
+        parse_chat(&t, a.text_format, &a.agent_from)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", files[0].display()))?;
     }
     let paths = models::ensure(&cfg, &Component::for_scoring(&cfg), a.quiet)?;
     let engine = Engine::load(&cfg, &paths)?;
@@ -259,6 +361,8 @@ pub fn run(mut cfg: Config, a: ScoreArgs) -> Result<i32> {
     }
     let batch = Batch {
         a: &a,
+        pattern,
+        started_at,
         engine: &engine,
         files: &files,
         ids: &ids,

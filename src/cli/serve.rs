@@ -217,12 +217,12 @@ fn start_local(cfg: &Config, spawner: &Spawner) -> Result<()> {
             stem
         };
         let src = callpulse::capture::PacedWav::open(f, s.stream_speed, 20, s.stream_loop.max(1))?;
-        spawner.spawn(&safe_call_id(&id), Box::new(src), None)?;
+        spawner.spawn(&safe_call_id(&id), Box::new(src), None, None)?;
     }
     if let Some(dev) = &s.mic {
         let dev = (dev != "default").then_some(dev.as_str());
         let mic = callpulse::capture::mic::Mic::open(dev, Some(1), None)?;
-        spawner.spawn("mic", Box::new(mic), None)?;
+        spawner.spawn("mic", Box::new(mic), None, None)?;
     }
     Ok(())
 }

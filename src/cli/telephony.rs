@@ -149,7 +149,7 @@ pub(super) fn sip_handler(spawner: Arc<Spawner>) -> Box<dyn FnMut(NewCall) + Sen
             c.call_id,
             roles_text(&c.roles)
         );
-        if let Err(e) = spawner.spawn(&c.call_id, Box::new(c.source), Some(c.roles)) {
+        if let Err(e) = spawner.spawn(&c.call_id, Box::new(c.source), Some(c.roles), c.agent_id) {
             eprintln!("callpulse: call {}: {e}", c.call_id);
         }
     })

@@ -13,7 +13,7 @@ use crate::audio::wav::WavError;
 use crate::capture::{CaptureError, Source, WavFile};
 use crate::config::Config;
 use crate::diarize::SpeakerModel;
-use crate::event::{Devices, Event, SummaryEvent};
+use crate::event::{CallMeta, Devices, Event, SummaryEvent};
 use crate::intel::emotion::EmotionHead;
 use crate::intel::rules::Rule;
 use crate::models::ModelPaths;
@@ -58,18 +58,18 @@ pub enum EngineError {
 /// The loaded models, shared by every call scored with them.
 #[derive(Clone)]
 pub struct Engine {
-    cfg: Config,
-    whisper: WhisperModel,
-    vad: SileroModel,
-    encoder: E5Encoder,
-    head: Arc<PolarityHead>,
-    emotion: Arc<EmotionHead>,
-    intent: Arc<crate::intel::intent::IntentHead>,
+    pub(super) cfg: Config,
+    pub(super) whisper: WhisperModel,
+    pub(super) vad: SileroModel,
+    pub(super) encoder: E5Encoder,
+    pub(super) head: Arc<PolarityHead>,
+    pub(super) emotion: Arc<EmotionHead>,
+    pub(super) intent: Arc<crate::intel::intent::IntentHead>,
     /// The speaker model, when diarisation is on.
-    speaker: Option<Embedder>,
-    rules: Vec<Rule>,
-    hints: Vec<crate::intel::assist::HintRule>,
-    empathy: Arc<crate::intel::empathy::EmpathyModel>,
+    pub(super) speaker: Option<Embedder>,
+    pub(super) rules: Vec<Rule>,
+    pub(super) hints: Vec<crate::intel::assist::HintRule>,
+    pub(super) empathy: Arc<crate::intel::empathy::EmpathyModel>,
 }
 
 /// The result of scoring one call.
@@ -232,8 +232,22 @@ impl Engine {
         sink: &mut dyn FnMut(Event),
         progress: &(dyn Fn(f64, f64) + Sync),
     ) -> Result<CallOutcome, EngineError> {
+        self.score_file_with(path, call_id, CallMeta::default(), sink, progress)
+    }
+
+    /// [`Engine::score_file`] with the call's metadata (agent, start time)
+    /// for the summary.
+    pub fn score_file_with(
+        &self,
+        path: &Path,
+        call_id: &str,
+        meta: CallMeta,
+        sink: &mut dyn FnMut(Event),
+        progress: &(dyn Fn(f64, f64) + Sync),
+    ) -> Result<CallOutcome, EngineError> {
         let src = WavFile::open(path)?;
         let mut opts = RunOptions::offline(call_id);
+        opts.meta = meta;
         let channels = src.info().channels as usize;
         if let (Some(embedder), true) = (&self.speaker, self.cfg.diarize.applies(channels)) {
             let legs = vec![true; channels];

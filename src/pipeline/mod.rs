@@ -55,6 +55,7 @@ mod speakers;
 mod stats;
 #[cfg(test)]
 mod tests;
+mod text;
 
 pub use agreement::Agreement;
 pub use engine::{CallOutcome, Engine, EngineError, RunOptions};

@@ -91,7 +91,7 @@ fn leg_roles(cfg: &Config, opts: &RunOptions, legs: usize) -> Vec<Role> {
         .collect()
 }
 
-fn webhook(cfg: &Config) -> Result<Option<Webhook>, EngineError> {
+pub(super) fn webhook(cfg: &Config) -> Result<Option<Webhook>, EngineError> {
     let e = &cfg.escalation;
     match &e.webhook {
         Some(url) => Webhook::start(url, &e.webhook_options())
@@ -236,15 +236,15 @@ where
 }
 
 /// What the summary says about the run itself.
-struct RunFacts<'a> {
-    call_id: &'a str,
-    duration: f64,
-    wall_s: f64,
-    ended: Ended,
+pub(super) struct RunFacts<'a> {
+    pub call_id: &'a str,
+    pub duration: f64,
+    pub wall_s: f64,
+    pub ended: Ended,
     /// Ring capacity in frames, and the input rate.
-    ring: (usize, u32),
-    input_error: Option<String>,
-    devices: Devices,
+    pub ring: (usize, u32),
+    pub input_error: Option<String>,
+    pub devices: Devices,
 }
 
 /// The stretches live diarisation gave to another speaker, in seconds.
@@ -261,7 +261,7 @@ fn relabelled(c: &Counters) -> Vec<Relabelled> {
         .collect()
 }
 
-fn summary(
+pub(super) fn summary(
     run: RunFacts,
     closing: Closing,
     shared: &Shared,

@@ -213,6 +213,28 @@ impl History {
     }
 
     /// Whether a call with this id is stored.
+    pub fn summaries(&self, limit: usize) -> Result<Vec<(String, u64, String)>, String> {
+        let c = self
+            .reader
+            .lock()
+            .map_err(|_| "history lock poisoned".to_string())?;
+        let mut st = c
+            .prepare("SELECT call_id, started_ms, summary FROM calls WHERE summary IS NOT NULL ORDER BY started_ms DESC LIMIT ?1")
+            .map_err(|e| e.to_string())?;
+        let rows = st
+            .query_map(params![limit as i64], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, i64>(1)? as u64,
+                    r.get::<_, String>(2)?,
+                ))
+            })
+            .map_err(|e| e.to_string())?;
+        rows.collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(|e| e.to_string())
+    }
+
+    /// Whether a call is stored.
     pub fn exists(&self, call_id: &str) -> Result<bool, String> {
         self.read(|c| {
             c.prepare_cached("SELECT 1 FROM calls WHERE call_id = ?1")?

@@ -28,6 +28,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v1/events", get(ws_events))
         .route("/v1/events/sse", get(sse_events))
         .route("/v1/score", post(uploads::score))
+        .route("/v1/insights", get(insights))
         .fallback(|| async { problem(StatusCode::NOT_FOUND, "no such endpoint") })
         .layer(axum::middleware::from_fn_with_state(
             app.clone(),
@@ -120,6 +121,100 @@ async fn list_calls(State(app): State<Arc<App>>) -> Response {
     let active: Vec<_> = active.into_iter().map(|c| view(c, true)).collect();
     let recent: Vec<_> = recent.into_iter().map(|c| view(c, false)).collect();
     axum::Json(serde_json::json!({ "active": active, "recent": recent })).into_response()
+}
+
+#[derive(serde::Deserialize)]
+struct InsightsQuery {
+    since: Option<String>,
+    until: Option<String>,
+    by: Option<String>,
+    agent: Option<String>,
+    /// `json` (default), `html` (the report page) or `fragment` (its body,
+    /// for the dashboard).
+    format: Option<String>,
+}
+
+/// Calls insights cover at most (the most recent).
+const INSIGHTS_CALLS: usize = 100_000;
+
+/// `GET /v1/insights`: the `insights` report over the finished calls in
+/// memory and in the history.
+async fn insights(State(app): State<Arc<App>>, Query(q): Query<InsightsQuery>) -> Response {
+    use crate::insights::{self, time::parse_time, By, CallRecord, Filter};
+    let bad = |m: String| problem(StatusCode::BAD_REQUEST, &m);
+    let time = |s: &Option<String>, end: bool| -> Result<Option<u64>, String> {
+        s.as_deref()
+            .map(|v| {
+                parse_time(v).map(|t| {
+                    if end && v.len() == 10 {
+                        t + 86_400_000
+                    } else {
+                        t
+                    }
+                })
+            })
+            .transpose()
+    };
+    let (since_ms, until_ms) = match (time(&q.since, false), time(&q.until, true)) {
+        (Ok(a), Ok(b)) => (a, b),
+        (Err(e), _) | (_, Err(e)) => return bad(e),
+    };
+    let by = match q.by.as_deref().unwrap_or("day") {
+        "agent" => By::Agent,
+        "day" => By::Day,
+        "week" => By::Week,
+        "topic" => By::Topic,
+        other => return bad(format!("by '{other}': expected agent, day, week or topic")),
+    };
+    let format = q.format.unwrap_or_else(|| "json".into());
+    if !matches!(format.as_str(), "json" | "html" | "fragment") {
+        return bad(format!(
+            "format '{format}': expected json, html or fragment"
+        ));
+    }
+    let filter = Filter {
+        since_ms,
+        until_ms,
+        agent: q.agent.filter(|a| !a.is_empty()),
+        by,
+    };
+    let mut seen = std::collections::HashSet::new();
+    let mut records = Vec::new();
+    {
+        let calls = app.hub.calls();
+        for (id, c) in calls.map.iter() {
+            if let Some(s) = c
+                .summary
+                .as_ref()
+                .and_then(|v| serde_json::from_value::<crate::event::SummaryEvent>(v.clone()).ok())
+            {
+                seen.insert(id.clone());
+                records.push(CallRecord::from_summary(&s, Some(c.started_ms)));
+            }
+        }
+    }
+    match from_history(&app, |h| h.summaries(INSIGHTS_CALLS)).await {
+        Some(Ok(rows)) => {
+            for (id, started, json) in rows {
+                if seen.contains(&id) {
+                    continue;
+                }
+                if let Ok(s) = serde_json::from_str::<crate::event::SummaryEvent>(&json) {
+                    records.push(CallRecord::from_summary(&s, Some(started)));
+                }
+            }
+        }
+        Some(Err(e)) => {
+            return problem(StatusCode::INTERNAL_SERVER_ERROR, &format!("history: {e}"))
+        }
+        None => {}
+    }
+    let r = insights::report(&records, &filter);
+    match format.as_str() {
+        "html" => Html(insights::html::render(&r)).into_response(),
+        "fragment" => Html(insights::html::fragment(&r)).into_response(),
+        _ => axum::Json(r).into_response(),
+    }
 }
 
 async fn call_events(State(app): State<Arc<App>>, Path(id): Path<String>) -> Response {

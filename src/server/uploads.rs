@@ -222,6 +222,33 @@ async fn save_upload(
 #[derive(serde::Deserialize)]
 pub(super) struct ScoreQuery {
     call_id: Option<String>,
+    agent_id: Option<String>,
+}
+
+/// A written conversation in a request body: `application/json` (an array
+/// of {role, text, ts?}, or {"messages": [...]}) or `text/plain` (chat
+/// lines or an e-mail thread).
+fn text_messages(json: bool, raw: &str) -> Result<Vec<crate::chat::Message>, String> {
+    use crate::chat::{parse, TextFormat};
+    if !json {
+        return parse(raw, TextFormat::Auto, &[]).map_err(|e| e.to_string());
+    }
+    let v: serde_json::Value =
+        serde_json::from_str(raw).map_err(|e| format!("body is not JSON: {e}"))?;
+    let list = match &v {
+        serde_json::Value::Array(a) => a,
+        serde_json::Value::Object(o) => match o.get("messages") {
+            Some(serde_json::Value::Array(a)) => a,
+            _ => {
+                return Err(
+                    "expected an array of {role, text, ts?} or {\"messages\": [...]}".into(),
+                )
+            }
+        },
+        _ => return Err("expected an array of {role, text, ts?} or {\"messages\": [...]}".into()),
+    };
+    let lines: Vec<String> = list.iter().map(|m| m.to_string()).collect();
+    parse(&lines.join("\n"), TextFormat::Jsonl, &[]).map_err(|e| format!("message {e}"))
 }
 
 pub(super) async fn score(
@@ -235,6 +262,14 @@ pub(super) async fn score(
         app.hub.metrics.reject("bad_id");
         return problem(StatusCode::BAD_REQUEST, "bad call_id");
     }
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    let text = ct.starts_with("application/json") || ct.starts_with("text/plain");
+    let json = ct.starts_with("application/json");
+    let agent_id = q.agent_id.filter(|a| valid_id(a));
     let file = match save_upload(&app, &headers, body).await {
         Ok(f) => f,
         Err((code, why, msg)) => {
@@ -255,18 +290,36 @@ pub(super) async fn score(
     let (engine, hub) = (app.engine.clone(), app.hub.clone());
     let res = tokio::task::spawn_blocking(move || {
         let _permit = permit;
+        let messages = if text {
+            let raw = std::fs::read_to_string(file.path())
+                .map_err(|e| format!("body is not UTF-8 text: {e}"))?;
+            Some(text_messages(json, &raw)?)
+        } else {
+            None
+        };
         let (id, mut publish) = HubSinks(hub).open(&base).map_err(|e| e.to_string())?;
         let mut events = Vec::new();
-        let r = engine.score_file(
-            file.path(),
-            &id,
-            &mut |e| {
-                publish(e.clone());
-                events.push(e)
-            },
-            &|_, _| {},
-        );
-        r.map(|_| events).map_err(|e| e.to_string())
+        let meta = crate::event::CallMeta {
+            agent_id,
+            // Chat: the first message's time, when it has one.
+            started_unix_ms: (!text).then(crate::event::now_unix_ms),
+            channel: None,
+        };
+        let mut sink = |e: crate::event::Event| {
+            publish(e.clone());
+            events.push(e)
+        };
+        let r = match &messages {
+            Some(m) => engine
+                .score_text(m, &id, meta, &mut sink)
+                .map(|_| ())
+                .map_err(|e| e.to_string()),
+            None => engine
+                .score_file_with(file.path(), &id, meta, &mut sink, &|_, _| {})
+                .map(|_| ())
+                .map_err(|e| e.to_string()),
+        };
+        r.map(|_| events)
     })
     .await;
     match res {

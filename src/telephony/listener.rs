@@ -297,7 +297,7 @@ pub fn listen(
                     let (tx, rx) = bounded::<Packet>(PACKET_QUEUE);
                     let src = RtpSource::new(rx, cfg.roles.clone(), cfg.jitter, p.at, id.clone());
                     spawner
-                        .spawn(&id, Box::new(src), Some(cfg.roles.clone()))
+                        .spawn(&id, Box::new(src), Some(cfg.roles.clone()), None)
                         .map_err(|e| ListenError::Io(e.to_string()))?;
                     current = Some((tx, Instant::now()));
                 }

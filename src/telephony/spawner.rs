@@ -132,12 +132,17 @@ impl Spawner {
         base: &str,
         source: Box<dyn Source>,
         roles: Option<Vec<Role>>,
+        agent_id: Option<String>,
     ) -> Result<(), SpawnError> {
         let runner = self.runner.clone();
         let sinks = self.sinks.clone();
         let notify = self.notify.clone();
         let mut opts = self.template.clone();
         opts.roles = roles;
+        if agent_id.is_some() {
+            opts.meta.agent_id = agent_id;
+        }
+        opts.meta.started_unix_ms = Some(crate::event::now_unix_ms());
         let base = base.to_string();
         self.gauge.fetch_add(1, Ordering::SeqCst);
         let running = Running(self.gauge.clone());
@@ -293,7 +298,7 @@ pub(crate) mod tests {
         let notes: Arc<Mutex<Vec<String>>> = Arc::default();
         let (s, runner) = spawner(notes.clone());
         for i in 0..200 {
-            s.spawn(&format!("c{i}"), memory(800), None).unwrap();
+            s.spawn(&format!("c{i}"), memory(800), None, None).unwrap();
         }
         let ended = || {
             notes

@@ -53,6 +53,8 @@ pub struct UaConfig {
     pub jitter: JitterConfig,
     /// Role of the calling party.
     pub caller_role: Role,
+    /// The header that names the agent (see `SipConfig::agent_id_header`).
+    pub agent_id_header: String,
     /// Wait this long before answering (a ringing phase; CANCEL works in it).
     pub answer_delay: Duration,
     /// End a call when no RTP arrived for this long.
@@ -77,6 +79,7 @@ impl UaConfig {
                 ..Default::default()
             },
             caller_role: s.caller_role,
+            agent_id_header: s.agent_id_header.clone(),
             answer_delay: Duration::from_millis(s.answer_delay_ms),
             rtp_timeout: crate::config::seconds("sip.rtp_timeout_s", s.rtp_timeout_s)?,
             max_calls: s.max_calls,
@@ -93,6 +96,40 @@ pub struct NewCall {
     pub source: RtpSource,
     /// Role of each leg.
     pub roles: Vec<Role>,
+    /// The agent, from the INVITE (see [`agent_id`]).
+    pub agent_id: Option<String>,
+}
+
+/// The agent of a call: the `header`'s value when the INVITE carries it,
+/// else the user part of the agent's URI (To when the caller is the
+/// customer, From when the caller is the agent).
+pub fn agent_id(invite: &Message, header: &str, caller_role: Role) -> Option<String> {
+    let clean = |v: &str| {
+        let v: String = v
+            .trim()
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || "-_.@+".contains(*c))
+            .take(64)
+            .collect();
+        (!v.is_empty()).then_some(v)
+    };
+    if !header.is_empty() {
+        if let Some(v) = invite.header(header).and_then(clean) {
+            return Some(v);
+        }
+    }
+    let side = if caller_role == Role::Agent {
+        "From"
+    } else {
+        "To"
+    };
+    let uri = invite.header(side)?;
+    let after = uri
+        .split_once("sip:")
+        .or_else(|| uri.split_once("sips:"))?
+        .1;
+    let user = after.split_once('@')?.0;
+    clean(user.split(';').next().unwrap_or(""))
 }
 
 /// Counters printed when the agent stops.
@@ -754,6 +791,7 @@ impl UserAgent {
                 c.safe_id.clone(),
             ),
             roles: c.roles.clone(),
+            agent_id: agent_id(&c.invite, &self.cfg.agent_id_header, self.cfg.caller_role),
         };
         self.stats.calls += 1;
         self.send(sock, &r, peer).await;
@@ -919,6 +957,27 @@ mod tests {
             roles_for(&[Some("agent"), Some("agent")], c),
             vec![Role::Customer, Role::Agent]
         );
+    }
+
+    #[test]
+    fn the_agent_id_comes_from_a_header_or_the_agent_uri() {
+        let m = |extra: &str| {
+            crate::telephony::sip::parse(format!("INVITE sip:x SIP/2.0\r\nVia: SIP/2.0/UDP h\r\nFrom: \"Cust\" <sip:+4912345@pbx.example;user=phone>;tag=1\r\nTo: <sip:alice@pbx.example>\r\n{extra}Call-ID: c\r\nCSeq: 1 INVITE\r\n\r\n").as_bytes()).unwrap()
+        };
+        assert_eq!(
+            agent_id(&m(""), "X-Agent-Id", Role::Customer).as_deref(),
+            Some("alice")
+        );
+        assert_eq!(
+            agent_id(&m(""), "X-Agent-Id", Role::Agent).as_deref(),
+            Some("+4912345")
+        );
+        let h = m("X-Agent-Id: bob-7\r\n");
+        assert_eq!(
+            agent_id(&h, "X-Agent-Id", Role::Customer).as_deref(),
+            Some("bob-7")
+        );
+        assert_eq!(agent_id(&h, "", Role::Customer).as_deref(), Some("alice"));
     }
 
     #[test]
