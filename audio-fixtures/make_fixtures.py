@@ -29,6 +29,9 @@ Files written next to this script:
                                  never angry; an agent who apologises and
                                  empathises (no alert may fire)
     call_calm.script.json
+    call_talkover.wav            an agent who cuts in on the customer three times
+                                 (overlapping turns, for the talk-over hint)
+    call_talkover.script.json
     call_es.wav, call_de.wav,    two-party calls in Spanish, German and
     call_fr.wav                  French (espeak-ng es, de, fr-fr voices), each
                                  with an angry and a thanking customer turn
@@ -204,6 +207,30 @@ CALLS = {
         ("agent", "positive", AGENT,
          "You are very welcome. Have a good evening."),
     ],
+    # An agent who keeps cutting in before the customer has finished
+    # (turns 4, 6 and 8 start over the end of the customer's turn).
+    "call_talkover": [
+        ("agent", "positive", AGENT,
+         "Thank you for calling, this is Alex. How can I help you today?"),
+        ("customer", "neutral", CUST_CALM,
+         "Hi, I was billed for a premium channel package that I never ordered last month."),
+        ("agent", "neutral", AGENT,
+         "Okay, can you give me the name on the account please?"),
+        ("customer", "neutral", CUST_CALM,
+         "It is Maria Lopez, and I already explained this to someone on the phone last week."),
+        ("agent", "neutral", AGENT,
+         "Right, right, I see the package here on the account."),
+        ("customer", "negative", CUST_FRUSTRATED,
+         "Please let me finish, I never asked for it and I want the charge taken off my bill."),
+        ("agent", "neutral", AGENT,
+         "Yes, I can remove it, it will be gone from the next bill."),
+        ("customer", "negative", CUST_FRUSTRATED,
+         "You keep talking over me, I also want a refund for the month I already paid."),
+        ("agent", "neutral", AGENT,
+         "Sorry, I will refund last month as well, you will see it in five days."),
+        ("customer", "neutral", CUST_CALM,
+         "Alright, thank you, I will check my statement next week."),
+    ],
     "call_es": [
         ("agent", "positive", ES[0],
          "Buenas tardes, gracias por llamar. ¿En qué puedo ayudarle?"),
@@ -252,6 +279,12 @@ CALLS = {
         ("agent", "positive", FR[0],
          "Je vous en prie, avec plaisir. Bonne journée à vous."),
     ],
+}
+
+# Turns that start before the previous one ends (talk-over): call -> {turn
+# index: seconds of overlap}.  Every other turn follows GAPS.
+OVERLAPS = {
+    "call_talkover": {4: 1.4, 6: 1.3, 8: 1.5},
 }
 
 CHANNEL_OF = {"agent": 0, "customer": 1}
@@ -316,7 +349,11 @@ def build_call(call_id, turns, tmpdir, seed):
         dur = len(clip) / RATE
         assert 1.5 <= dur <= 8.0, (call_id, i, text, dur)
         if i > 0:
-            pos += int(round(GAPS[(i - 1) % len(GAPS)] * RATE))
+            over = OVERLAPS.get(call_id, {}).get(i)
+            if over is not None:
+                pos -= int(round(over * RATE))
+            else:
+                pos += int(round(GAPS[(i - 1) % len(GAPS)] * RATE))
         clips.append((CHANNEL_OF[speaker], pos, clip))
         placed.append({
             "index": i,

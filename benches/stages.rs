@@ -320,8 +320,60 @@ fn bench_sentiment(c: &mut Criterion, models: &Models) {
     g.finish();
 }
 
+/// Agent-assist hints: every built-in rule checked on one turn of a
+/// 40-turn call (alternating agent and customer, the customer turning
+/// angry halfway), so the figure is the cost per turn in the analysis.
+fn bench_assist(c: &mut Criterion) {
+    use callpulse::intel::assist::{default_rules, Assistant, TurnFacts};
+    let facts: Vec<TurnFacts> = (0..40u32)
+        .map(|i| {
+            let customer = i % 2 == 1;
+            let angry = customer && i > 20;
+            TurnFacts {
+                role: if customer { Role::Customer } else { Role::Agent },
+                turn_id: i,
+                start: i as f64 * 4.0,
+                end: i as f64 * 4.0 + 3.2,
+                gap: (i > 0).then_some(0.8),
+                frustration: if angry { 0.7 } else { 0.1 },
+                anger: if angry { 0.6 } else { 0.05 },
+                negative: angry,
+                topic: Some(if angry { "billing" } else { "technical_fault" }),
+                p_escalation_request: if i == 31 { 0.8 } else { 0.02 },
+                p_cancellation: 0.03,
+                rate: Some(2.6 + (i % 3) as f32 * 0.2),
+                words: 10,
+                agent_interruptions: i / 10,
+                recovered: (i == 39).then_some(0.5),
+                agent_leg: Some(0),
+            }
+        })
+        .collect();
+    let mut g = c.benchmark_group("assist");
+    g.bench_function("hints_per_turn_40_turn_call", |b| {
+        b.iter_batched(
+            || Assistant::new("bench", default_rules(), false),
+            |mut a| {
+                let mut n = 0;
+                for f in &facts {
+                    n += a.on_turn(black_box(f)).len();
+                }
+                n
+            },
+            criterion::BatchSize::SmallInput,
+        )
+    });
+    g.finish();
+}
+
 fn main() {
     let mut c = Criterion::default().configure_from_args();
+    if std::env::args().any(|a| a == "assist") {
+        // `cargo bench --bench stages -- assist`: no models needed.
+        bench_assist(&mut c);
+        c.final_summary();
+        return;
+    }
     let models = load_models();
     let speech = real_speech();
     let flags = silero_flags(&mut models.silero.detector(), &speech.samples);
@@ -349,6 +401,7 @@ fn main() {
     bench_segment(&mut c);
     bench_prosody(&mut c, &speech.samples, &flags, speech.words);
     bench_sentiment(&mut c, &models);
+    bench_assist(&mut c);
 
     c.final_summary();
 }
