@@ -330,7 +330,11 @@ fn bench_assist(c: &mut Criterion) {
             let customer = i % 2 == 1;
             let angry = customer && i > 20;
             TurnFacts {
-                role: if customer { Role::Customer } else { Role::Agent },
+                role: if customer {
+                    Role::Customer
+                } else {
+                    Role::Agent
+                },
                 turn_id: i,
                 start: i as f64 * 4.0,
                 end: i as f64 * 4.0 + 3.2,
@@ -350,7 +354,7 @@ fn bench_assist(c: &mut Criterion) {
         })
         .collect();
     let mut g = c.benchmark_group("assist");
-    g.bench_function("hints_per_turn_40_turn_call", |b| {
+    g.bench_function("hints_40_turn_call", |b| {
         b.iter_batched(
             || Assistant::new("bench", default_rules(), false),
             |mut a| {

@@ -75,7 +75,7 @@ pub fn parse(
     let first = text.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
     let format = match format {
         TextFormat::Auto if first.trim_start().starts_with('{') => TextFormat::Jsonl,
-        TextFormat::Auto if is_header(first) && header_name(first) != "" => TextFormat::Email,
+        TextFormat::Auto if is_header(first) && !header_name(first).is_empty() => TextFormat::Email,
         TextFormat::Auto => TextFormat::Chat,
         f => f,
     };
@@ -293,16 +293,34 @@ fn mail_date(v: &str) -> Option<u64> {
     crate::insights::time::parse_time(&format!("{y:04}-{m:02}-{d:02}T{time}{off}")).ok()
 }
 
+/// One message of a thread: its headers (lower-case names) and body lines.
+type MailPart<'a> = (Vec<(String, String)>, Vec<&'a str>);
+
+/// The address of a `From:` value (`Name <a@b>` or `a@b`), lower case.
+fn address(v: &str) -> String {
+    let v = v.to_ascii_lowercase();
+    if let Some((_, rest)) = v.rsplit_once('<') {
+        if let Some((addr, _)) = rest.split_once('>') {
+            return addr.trim().to_string();
+        }
+    }
+    v.split_whitespace()
+        .find(|w| w.contains('@'))
+        .unwrap_or(v.trim())
+        .trim_matches(|c| c == '"' || c == '<' || c == '>')
+        .to_string()
+}
+
 fn email(text: &str, agent_from: &[String]) -> Result<Vec<Message>, ChatError> {
     // Split into (headers, body) blocks: a message starts at a header line
     // (From: among its headers) after a blank line or at the top.
     let lines: Vec<&str> = text.lines().collect();
-    let mut msgs: Vec<(Vec<(String, String)>, Vec<&str>)> = Vec::new();
+    let mut msgs: Vec<MailPart> = Vec::new();
     let mut i = 0;
     let mut prev_blank = true;
     while i < lines.len() {
         let l = lines[i];
-        if prev_blank && is_header(l) && header_name(l) != "" {
+        if prev_blank && is_header(l) && !header_name(l).is_empty() {
             // A header block: until the first blank line.
             let mut hs = Vec::new();
             while i < lines.len() && !lines[i].trim().is_empty() {
@@ -336,7 +354,7 @@ fn email(text: &str, agent_from: &[String]) -> Result<Vec<Message>, ChatError> {
         let from = hs
             .iter()
             .find(|(n, _)| n == "from")
-            .map(|(_, v)| v.to_ascii_lowercase())
+            .map(|(_, v)| address(v))
             .unwrap_or_default();
         let role = if !agent_from.is_empty() {
             if agent_from

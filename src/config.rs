@@ -64,6 +64,7 @@
 //! rtp_timeout_s = 30.0         # end a call when no RTP arrived for this long
 //! max_calls = 16               # more get 486 Busy Here
 //! caller_role = "customer"     # or "agent" (outbound campaigns)
+//! agent_id_header = "X-Agent-Id"   # the agent id (for insights): this header, else the agent's URI user
 //! # seconds = 3600             # stop after this long
 //! format = "jsonl"             # or "table"
 //! # out = "events.jsonl"       # default: standard output

@@ -122,6 +122,48 @@ fn api_scores_uploads_and_refuses_hostile_requests() {
     assert_eq!(c, 200, "{b}");
     assert_eq!(texts(json_of(&b).as_array().unwrap()), texts(&offline));
 
+    // A chat as JSON goes through the same analysis.
+    let chat = br#"{"messages": [{"role": "agent", "text": "Hello, how can I help?"}, {"role": "customer", "text": "My parcel is two weeks late and nobody answers my emails, this is ridiculous."}, {"role": "agent", "text": "I am so sorry, I have sent a replacement today."}]}"#;
+    let (c, b) = post(
+        a,
+        "/v1/score?call_id=chat1&agent_id=sam",
+        "application/json",
+        chat,
+    );
+    assert_eq!(c, 200, "{b}");
+    let ev = json_of(&b);
+    let ev = ev.as_array().unwrap();
+    assert_eq!(
+        ev.iter()
+            .filter(|e| e["type"] == "turn" && e["channel"] == "chat")
+            .count(),
+        3
+    );
+    let s = ev.last().unwrap();
+    assert_eq!(
+        (s["type"].as_str(), s["meta"]["agent_id"].as_str()),
+        (Some("summary"), Some("sam"))
+    );
+    assert_eq!(
+        post(a, "/v1/score", "application/json", b"{\"messages\": 3}").0,
+        422
+    );
+    // Insights over the server's calls.
+    let (c, b) = get(a, "/v1/insights?by=agent", "");
+    assert_eq!(c, 200, "{b}");
+    let j = json_of(&b);
+    assert!(j["overall"]["calls"].as_u64().unwrap() >= 3, "{j}");
+    assert!(
+        j["groups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|g| g["key"] == "sam"),
+        "{j}"
+    );
+    assert_eq!(get(a, "/v1/insights?by=colour", "").0, 400);
+    assert_eq!(get(a, "/v1/insights?since=yesterday", "").0, 400);
+
     // Hostile requests: 4xx, never a crash.
     let big = vec![0u8; 1_200_000];
     assert_eq!(post(a, "/v1/score", "audio/wav", &big).0, 413);
@@ -506,6 +548,7 @@ fn dashboard_shows_a_live_call_in_headless_chromium() {
         partials: document.querySelectorAll('#transcript [data-kind=partial]').length, \
         shifts: document.querySelectorAll('#alerts [data-kind=shift]').length, \
         alerts: document.querySelectorAll('#alerts [data-kind=alert]').length, \
+        hints: document.querySelectorAll('#hints [data-kind=assist]').length, \
         marks: document.querySelectorAll('#timeline .mark-alert').length, \
         lines: document.querySelectorAll('#timeline polyline').length, \
         live: document.querySelectorAll('#active li').length, \
@@ -520,7 +563,8 @@ fn dashboard_shows_a_live_call_in_headless_chromium() {
         saw_live |= v["live"].as_u64().unwrap_or(0) > 0;
         let done = v["turns"].as_u64().unwrap_or(0) >= 8
             && v["shifts"].as_u64().unwrap_or(0) >= 1
-            && v["alerts"].as_u64().unwrap_or(0) >= 1;
+            && v["alerts"].as_u64().unwrap_or(0) >= 1
+            && v["hints"].as_u64().unwrap_or(0) >= 1;
         if done {
             break v;
         }
@@ -554,6 +598,42 @@ fn dashboard_shows_a_live_call_in_headless_chromium() {
         png.len()
     );
     std::fs::write(root().join("target/dashboard-live.png"), &png).unwrap();
+    // The insights view, once the call has ended: the same charts as
+    // `insights --html`, over the server's calls.
+    let t = Instant::now();
+    while cdp.eval("document.querySelectorAll('#recent li').length") != 1 {
+        assert!(
+            t.elapsed() < Duration::from_secs(60),
+            "the call never ended"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    cdp.eval("showInsights()");
+    let t = Instant::now();
+    let probe = "JSON.stringify({points: document.querySelectorAll('#insights svg#trend circle.point').length, \
+        agents: document.querySelectorAll('#insights #agents tr').length, \
+        kpis: (document.querySelector('#insights #kpis') || {}).textContent || ''})";
+    let v = loop {
+        let v: serde_json::Value =
+            serde_json::from_str(cdp.eval(probe).as_str().unwrap_or("{}")).unwrap_or_default();
+        if v["points"].as_u64().unwrap_or(0) == 1 {
+            break v;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "no insights view: {v}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    assert!(v["kpis"].as_str().unwrap().starts_with("calls1"), "{v}");
+    assert_eq!(v["agents"], 2, "{v}");
+    let shot = cdp.call(
+        "Page.captureScreenshot",
+        serde_json::json!({"format": "png"}),
+    );
+    let png = base64_decode(shot["data"].as_str().unwrap_or(""));
+    assert!(png.starts_with(b"\x89PNG"), "insights screenshot");
+    std::fs::write(root().join("target/dashboard-insights.png"), &png).unwrap();
     let _ = browser.0.kill();
 }
 

@@ -104,14 +104,12 @@ fn trend_svg(h: &mut String, r: &Report) {
     h.push_str("</svg><p class=\"ci\">Dots: mean customer sentiment over the last two customer turns, with its 95% interval; bars: calls per day.</p>");
 }
 
+/// One bar: its label, share, 95% interval and the note after it.
+type BarRow = (String, f64, Option<(f64, f64)>, String);
+
 /// Horizontal bars of shares with their 95% whiskers.
-fn bars_svg(
-    h: &mut String,
-    id: &str,
-    label: &str,
-    rows: &[(String, f64, Option<(f64, f64)>, String)],
-) {
-    let (w, row, left) = (760.0, 24.0, 190.0);
+fn bars_svg(h: &mut String, id: &str, label: &str, rows: &[BarRow]) {
+    let (w, row, left) = (900.0, 24.0, 190.0);
     let ht = row * rows.len() as f64 + 24.0;
     let span = w - left - 150.0;
     let _ = write!(

@@ -86,8 +86,9 @@ impl Spool {
         Ok(())
     }
 
-    /// Flush, then check the RIFF/WAVE header.
-    async fn finish(mut self) -> Result<tempfile::NamedTempFile, Refusal> {
+    /// Flush, then check the RIFF/WAVE header (unless `wav` is false: a
+    /// JSON conversation).
+    async fn finish(mut self, wav: bool) -> Result<tempfile::NamedTempFile, Refusal> {
         self.flush().await?;
         let Some(f) = self.file.take() else {
             return Err((
@@ -102,8 +103,8 @@ impl Spool {
             let n = std::fs::File::open(f.path())
                 .and_then(|mut r| r.read(&mut head))
                 .unwrap_or(0);
-            let wav = n >= 12 && &head[0..4] == b"RIFF" && &head[8..12] == b"WAVE";
-            (f, wav)
+            let ok = !wav || (n >= 12 && &head[0..4] == b"RIFF" && &head[8..12] == b"WAVE");
+            (f, ok)
         })
         .await;
         match checked {
@@ -216,7 +217,7 @@ async fn save_upload(
             ))
         }
     }
-    spool.finish().await
+    spool.finish(!ct.starts_with("application/json")).await
 }
 
 #[derive(serde::Deserialize)]
@@ -225,14 +226,10 @@ pub(super) struct ScoreQuery {
     agent_id: Option<String>,
 }
 
-/// A written conversation in a request body: `application/json` (an array
-/// of {role, text, ts?}, or {"messages": [...]}) or `text/plain` (chat
-/// lines or an e-mail thread).
-fn text_messages(json: bool, raw: &str) -> Result<Vec<crate::chat::Message>, String> {
+/// A written conversation in an `application/json` body: an array of
+/// {role, text, ts?}, or {"messages": [...]}.
+fn text_messages(raw: &str) -> Result<Vec<crate::chat::Message>, String> {
     use crate::chat::{parse, TextFormat};
-    if !json {
-        return parse(raw, TextFormat::Auto, &[]).map_err(|e| e.to_string());
-    }
     let v: serde_json::Value =
         serde_json::from_str(raw).map_err(|e| format!("body is not JSON: {e}"))?;
     let list = match &v {
@@ -267,8 +264,7 @@ pub(super) async fn score(
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_ascii_lowercase();
-    let text = ct.starts_with("application/json") || ct.starts_with("text/plain");
-    let json = ct.starts_with("application/json");
+    let text = ct.starts_with("application/json");
     let agent_id = q.agent_id.filter(|a| valid_id(a));
     let file = match save_upload(&app, &headers, body).await {
         Ok(f) => f,
@@ -293,7 +289,7 @@ pub(super) async fn score(
         let messages = if text {
             let raw = std::fs::read_to_string(file.path())
                 .map_err(|e| format!("body is not UTF-8 text: {e}"))?;
-            Some(text_messages(json, &raw)?)
+            Some(text_messages(&raw)?)
         } else {
             None
         };

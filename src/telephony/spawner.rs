@@ -284,7 +284,7 @@ pub(crate) mod tests {
         assert_eq!(thread_name("€€€€€€€€€€€€"), "call-€€€€€€€€€€");
         let notes = Arc::default();
         let (s, _) = spawner(Arc::clone(&notes));
-        s.spawn("€€€€-ventas", memory(100), None).unwrap();
+        s.spawn("€€€€-ventas", memory(100), None, None).unwrap();
         s.join();
         assert_eq!(
             *notes.lock().unwrap(),
@@ -341,7 +341,7 @@ pub(crate) mod tests {
                 Instant::now(),
                 "live".into(),
             );
-            s.spawn("same", Box::new(src), None).unwrap();
+            s.spawn("same", Box::new(src), None, None).unwrap();
         }
         let started = || {
             let mut v: Vec<String> = notes

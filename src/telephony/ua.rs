@@ -1046,6 +1046,7 @@ Content-Type: multipart/mixed;boundary=\"XX\"\r\n\r\n\
             rtp_ports: ports,
             jitter: JitterConfig::default(),
             caller_role: Role::Customer,
+            agent_id_header: String::new(),
             answer_delay: Duration::ZERO,
             rtp_timeout: Duration::from_secs(1),
             max_calls: 1,
