@@ -146,7 +146,7 @@ fn pcap_call_is_scored_exactly_as_the_offline_scorer() {
     // (The angry customer's voice is the hardest at 8 kHz: about 30% WER.)
     check_roles(&ev, "call_escalation.script.json", 0.4);
     let sm = summary(&ev);
-    assert_eq!(sm["schema"], "1.5");
+    assert_eq!(sm["schema"], "1.6");
     let rtp = sm["stats"]["rtp"].as_array().expect("rtp counters");
     assert_eq!(rtp.len(), 2);
     for leg in rtp {

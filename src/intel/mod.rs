@@ -255,6 +255,8 @@ struct SpeakerState {
     emotions: BTreeMap<String, u32>,
     shifts: u32,
     interruptions: u32,
+    /// Words written or spoken (the share of a chat).
+    words: u32,
     recent: VecDeque<Seen>,
     /// After a downward shift of the customer: (level before, level at the
     /// low, start of the turn that confirmed it).
@@ -527,6 +529,16 @@ impl Conversation {
         }
     }
 
+    /// How much party `p` said: seconds of speech, or words in a chat.
+    fn amount(&self, p: usize) -> f64 {
+        let s = &self.speakers[p];
+        if self.chat {
+            s.words as f64
+        } else {
+            s.talk
+        }
+    }
+
     /// The agent-conduct block (None without an agent).
     fn conduct(&self, non_talk_s: f64, total_talk: f64) -> Option<AgentConduct> {
         let agents: Vec<usize> = self.agent_parties().collect();
@@ -535,7 +547,7 @@ impl Conversation {
         }
         let c = &self.conduct;
         let turns: u32 = agents.iter().map(|a| self.speakers[*a].turns).sum();
-        let talk: f64 = agents.iter().map(|a| self.speakers[*a].talk).sum();
+        let talk: f64 = agents.iter().map(|a| self.amount(*a)).sum();
         let mean =
             |v: &[f32]| (!v.is_empty()).then(|| round3(v.iter().sum::<f32>() / v.len() as f32));
         let cs = &c.customer_scores;
@@ -710,11 +722,8 @@ impl Conversation {
         {
             let sp = &mut self.speakers[leg];
             sp.turns += 1;
-            sp.talk += if self.chat {
-                t.text.split_whitespace().count() as f64
-            } else {
-                t.end - t.start
-            };
+            sp.talk += t.end - t.start;
+            sp.words += t.text.split_whitespace().count() as u32;
             sp.score_sum += t.polarity.score;
             sp.last = Some(t.polarity.score);
             sp.min = Some(sp.min.map_or(t.polarity.score, |m| m.min(t.polarity.score)));
@@ -878,7 +887,8 @@ impl Conversation {
             .copied()
             .filter(|s| *s > LONG_SILENCE_S)
             .collect();
-        let total_talk: f64 = self.speakers.iter().map(|s| s.talk).sum();
+        // Talk share: seconds of speech; in a chat, words written.
+        let total_talk: f64 = (0..self.speakers.len()).map(|p| self.amount(p)).sum();
         let speakers = self
             .speakers
             .iter()
@@ -899,7 +909,7 @@ impl Conversation {
                 shifts: s.shifts,
                 emotions: s.emotions.clone(),
                 talk_share: if total_talk > 0.0 {
-                    round3((s.talk / total_talk) as f32)
+                    round3((self.amount(leg) / total_talk) as f32)
                 } else {
                     0.0
                 },
