@@ -134,6 +134,13 @@
 //! tone = "corrective"          # or "positive"
 //! cooldown_turns = 6
 //! message = "You are speaking {value}x your usual pace: slow down."
+//!
+//! [cluster]                    # NATS JetStream: worker, submit, sip --nats, serve --nats (docs/scaling.md)
+//! nats = "nats://127.0.0.1:4222"   # or --nats / CALLPULSE_NATS; none: single machine
+//! ack_wait_s = 30.0            # a job not reported within this long goes to another worker
+//! max_attempts = 3             # then the job goes to the dead letters with its error
+//! retry_delay_s = 5.0          # before a failed job is retried
+//! retention_hours = 72.0       # jobs, recordings, results and dead letters are kept this long
 //! ```
 
 use std::net::{IpAddr, SocketAddr};
@@ -597,6 +604,8 @@ pub struct Config {
     pub escalation: crate::intel::rules::EscalationConfig,
     /// Agent-assist hint rules.
     pub assist: crate::intel::assist::AssistConfig,
+    /// NATS JetStream: workers, jobs and events across machines.
+    pub cluster: crate::cluster::ClusterConfig,
     /// PII redaction.
     pub privacy: crate::intel::PrivacyConfig,
     /// Speaker diarisation of legs that carry several people.
@@ -634,6 +643,7 @@ impl Config {
         self.assist
             .effective_rules()
             .map_err(ConfigError::Invalid)?;
+        self.cluster.validate().map_err(ConfigError::Invalid)?;
         self.diarize
             .options
             .validate()

@@ -77,6 +77,7 @@ pub mod audio;
 pub mod bench;
 pub mod capture;
 pub mod chat;
+pub mod cluster;
 pub mod config;
 pub mod corpus;
 pub mod diarize;

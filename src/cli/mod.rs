@@ -2,6 +2,7 @@
 
 mod annotate;
 mod bench;
+mod cluster;
 mod diarize;
 mod insights;
 mod live;
@@ -208,6 +209,14 @@ pub enum Command {
     /// recovery and escalation rates, alerts by rule, topics by negative
     /// share, per-agent conduct, trend over time.
     Insights(insights::InsightsArgs),
+    /// Take scoring jobs from NATS JetStream (recordings from `submit`),
+    /// score them and store the results. Run one per machine (--jobs for
+    /// more at once): whisper.cpp's threads spin, so workers sharing a
+    /// machine need [asr] threads = cores / workers (docs/scaling.md).
+    Worker(cluster::WorkerArgs),
+    /// Upload recordings to NATS JetStream and queue them for the workers;
+    /// --wait collects the results.
+    Submit(cluster::SubmitArgs),
     /// Measure speed: real-time factor and time per stage.
     Bench(bench::BenchArgs),
 }
@@ -238,6 +247,8 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Diarize(a) => diarize::run(cfg, a),
         Command::Report(a) => report::run(a),
         Command::Insights(a) => insights::run(a),
+        Command::Worker(a) => cluster::worker(cfg, a),
+        Command::Submit(a) => cluster::submit(cfg, a),
         Command::Bench(a) => bench::run(cfg, a),
     }
 }

@@ -106,6 +106,11 @@ pub struct ServeArgs {
     /// Do not redact card/phone numbers and e-mail addresses (the server redacts by default). [config: serve.redact = false]
     #[arg(long)]
     no_redact: bool,
+    /// Also show every worker's calls: follow `callpulse.events.>` on this
+    /// NATS server (workers: `sip --nats`, `worker`), with the job queue in
+    /// /metrics and /healthz. [config: cluster.nats]
+    #[arg(long, value_name = "URL", env = "CALLPULSE_NATS")]
+    nats: Option<String>,
     #[command(flatten)]
     models: ModelArgs,
 }
@@ -132,6 +137,9 @@ impl ServeArgs {
         }
         s.history &= !self.no_history;
         s.redact &= !self.no_redact;
+        if self.nats.is_some() {
+            cfg.cluster.nats = self.nats.clone();
+        }
         let p = &mut cfg.sip;
         set_some!(p, caller_role, max_calls, rtp_timeout_s, jitter_ms from self);
         if let Some((lo, hi)) = self.rtp_ports {
@@ -227,6 +235,55 @@ fn start_local(cfg: &Config, spawner: &Spawner) -> Result<()> {
     Ok(())
 }
 
+/// `--nats`: the workers' events into the hub, their heartbeats and the
+/// queue into the metrics; the connection state into /healthz.
+fn follow_nats(rt: &tokio::runtime::Runtime, url: &str, cfg: &Config, hub: Arc<Hub>) -> Result<()> {
+    use callpulse::cluster;
+    use callpulse::server::metrics::NatsState;
+    let client = rt
+        .block_on(cluster::connect(url, "callpulse-serve"))
+        .map_err(anyhow::Error::msg)?;
+    let c = rt
+        .block_on(cluster::setup(client.clone(), &cfg.cluster))
+        .map_err(anyhow::Error::msg)?;
+    hub.with_nats(|n| {
+        *n = Some(NatsState {
+            connected: true,
+            ..Default::default()
+        })
+    });
+    let (h1, h2, h3) = (hub.clone(), hub.clone(), hub);
+    rt.spawn(cluster::follow_events(
+        client.clone(),
+        move |e| h1.publish(&e),
+        move |hb| {
+            h2.with_nats(|n| {
+                if let Some(n) = n.as_mut() {
+                    n.workers
+                        .insert(hb.worker.clone(), (hb, std::time::Instant::now()));
+                }
+            })
+        },
+    ));
+    rt.spawn(async move {
+        loop {
+            let q = cluster::queue_state(&c).await.ok();
+            let up = client.connection_state() == async_nats::connection::State::Connected;
+            h3.with_nats(|n| {
+                if let Some(n) = n.as_mut() {
+                    n.connected = up;
+                    if let Some(q) = q {
+                        n.queue = q;
+                    }
+                }
+            });
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+    });
+    eprintln!("callpulse: following the calls of every worker on {url}");
+    Ok(())
+}
+
 pub fn run(mut cfg: Config, a: ServeArgs) -> Result<i32> {
     a.apply(&mut cfg);
     cfg.validate()?;
@@ -256,6 +313,9 @@ pub fn run(mut cfg: Config, a: ServeArgs) -> Result<i32> {
             .map(|p| p.display().to_string())
             .unwrap_or_else(|| "off".into())
     );
+    if let Some(url) = cfg.cluster.nats.clone() {
+        follow_nats(&rt, &url, &cfg, hub.clone())?;
+    }
     let sinks = Arc::new(HubSinks(hub.clone()));
     // SIP calls end when the agent closes their media (it stops on the
     // signal); replayed files and the microphone stop on the signal.

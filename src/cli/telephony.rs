@@ -190,6 +190,10 @@ pub struct SipArgs {
     /// Stop after this many seconds (end the calls, write their summaries). [config: sip.seconds]
     #[arg(long, value_name = "S")]
     seconds: Option<f64>,
+    /// Also publish every call's events on NATS (`callpulse.events.<call_id>`)
+    /// for `serve --nats`. [config: cluster.nats]
+    #[arg(long, value_name = "URL", env = "CALLPULSE_NATS")]
+    nats: Option<String>,
     #[command(flatten)]
     out: CallOut,
 }
@@ -197,6 +201,9 @@ pub struct SipArgs {
 impl SipArgs {
     fn apply(&self, cfg: &mut Config) {
         self.out.apply(cfg);
+        if self.nats.is_some() {
+            cfg.cluster.nats = self.nats.clone();
+        }
         let s = &mut cfg.sip;
         set_some!(s, listen, rtp_ports, jitter_ms, answer_delay_ms, rtp_timeout_s, max_calls from self);
         if self.media_ip.is_some() {
@@ -219,10 +226,34 @@ pub fn sip(mut cfg: Config, a: SipArgs) -> Result<i32> {
         .out
         .outputs(cfg.sip.format, &cfg.sip.out, &cfg.sip.out_dir);
     let stop = stop_on_signals()?;
+    // NATS first: a wrong URL fails before the models load.
+    let nats_rt = match &cfg.cluster.nats {
+        Some(url) => {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()
+                .context("cannot start the NATS runtime")?;
+            let client = rt
+                .block_on(callpulse::cluster::connect(url, "callpulse-sip"))
+                .map_err(anyhow::Error::msg)?;
+            eprintln!("callpulse: publishing call events on {url}");
+            Some((rt, client))
+        }
+        None => None,
+    };
     let engine = load_engine(&cfg)?;
     let out = Arc::new(open_output(&outputs)?);
+    let sinks: Arc<dyn CallSinks> = match &nats_rt {
+        Some((rt, client)) => Arc::new(callpulse::cluster::NatsSinks {
+            inner: out.clone(),
+            client: client.clone(),
+            handle: rt.handle().clone(),
+        }),
+        None => out.clone(),
+    };
     // The agent ends each call's media; the pipelines then finish.
-    let spawner = live_spawner(&engine, &cfg, out.clone(), Arc::default());
+    let spawner = live_spawner(&engine, &cfg, sinks, Arc::default());
     if let Some(s) = cfg.sip.seconds {
         let d = seconds("sip.seconds", s).map_err(anyhow::Error::msg)?;
         let stop = stop.clone();
@@ -250,6 +281,9 @@ pub fn sip(mut cfg: Config, a: SipArgs) -> Result<i32> {
     spawner.join();
     drop(rt);
     out.finish().context("cannot flush events")?;
+    if let Some((rt, client)) = nats_rt {
+        let _ = rt.block_on(client.flush());
+    }
     eprintln!("callpulse: sip stats {}", serde_json::to_string(&stats)?);
     Ok(0)
 }

@@ -76,6 +76,19 @@ pub struct Metrics {
     rejected: Mutex<HashMap<&'static str, u64>>,
     latency: Histogram,
     stages: [(&'static str, Histogram); 4],
+    /// `serve --nats`: the connection, the queue and the workers.
+    pub nats: Mutex<Option<NatsState>>,
+}
+
+/// What `serve --nats` knows of the cluster.
+#[derive(Debug, Default, Clone)]
+pub struct NatsState {
+    /// Connected now.
+    pub connected: bool,
+    /// The job queue, polled every few seconds.
+    pub queue: crate::cluster::QueueState,
+    /// Each worker's last heartbeat and when it came.
+    pub workers: std::collections::BTreeMap<String, (crate::cluster::worker::Heartbeat, Instant)>,
 }
 
 impl Metrics {
@@ -90,6 +103,7 @@ impl Metrics {
             lagged: AtomicU64::new(0),
             rejected: Mutex::new(HashMap::new()),
             latency: Histogram::new(LATENCY_S),
+            nats: Mutex::new(None),
             stages: [
                 ("frontend", Histogram::new(STAGE_MS)),
                 ("asr", Histogram::new(STAGE_MS)),
@@ -155,6 +169,11 @@ fn line(o: &mut String, name: &str, kind: &str, help: &str, v: impl std::fmt::Di
 }
 
 impl Hub {
+    /// Read or change what the hub knows of the NATS cluster (`serve --nats`).
+    pub fn with_nats<R>(&self, f: impl FnOnce(&mut Option<NatsState>) -> R) -> R {
+        f(&mut self.metrics.nats.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
     /// Everything in the Prometheus text format; `conns` open connections.
     pub(super) fn render_metrics(&self, conns: usize) -> String {
         let m = &self.metrics;
@@ -274,6 +293,58 @@ impl Hub {
         o.push_str("# HELP callpulse_stage_ms Time per turn in each pipeline stage, ms.\n# TYPE callpulse_stage_ms histogram\n");
         for (stage, h) in &m.stages {
             h.render("callpulse_stage_ms", &format!("stage=\"{stage}\""), &mut o);
+        }
+        if let Some(n) = m.nats.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+            line(
+                &mut o,
+                "callpulse_nats_connected",
+                "gauge",
+                "1 when connected to NATS.",
+                u8::from(n.connected),
+            );
+            line(
+                &mut o,
+                "callpulse_queue_pending",
+                "gauge",
+                "Scoring jobs waiting for a worker.",
+                n.queue.pending,
+            );
+            line(
+                &mut o,
+                "callpulse_queue_in_progress",
+                "gauge",
+                "Scoring jobs a worker holds.",
+                n.queue.in_progress,
+            );
+            line(
+                &mut o,
+                "callpulse_queue_redelivered",
+                "gauge",
+                "Held jobs delivered more than once.",
+                n.queue.redelivered,
+            );
+            line(
+                &mut o,
+                "callpulse_dead_letters",
+                "gauge",
+                "Jobs in the dead letters.",
+                n.queue.dead_letters,
+            );
+            o.push_str("# HELP callpulse_worker_jobs_in_hand Jobs each worker is scoring (heartbeats of the last 10 s).\n# TYPE callpulse_worker_jobs_in_hand gauge\n");
+            let fresh = |t: &Instant| t.elapsed() < std::time::Duration::from_secs(10);
+            for (w, (h, _)) in n.workers.iter().filter(|(_, (_, t))| fresh(t)) {
+                o.push_str(&format!(
+                    "callpulse_worker_jobs_in_hand{{worker=\"{w}\",slots=\"{}\"}} {}\n",
+                    h.slots, h.in_hand
+                ));
+            }
+            o.push_str("# HELP callpulse_worker_jobs_done_total Jobs each worker finished.\n# TYPE callpulse_worker_jobs_done_total counter\n");
+            for (w, (h, _)) in &n.workers {
+                o.push_str(&format!(
+                    "callpulse_worker_jobs_done_total{{worker=\"{w}\"}} {}\n",
+                    h.done
+                ));
+            }
         }
         o
     }

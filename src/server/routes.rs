@@ -43,14 +43,31 @@ async fn dashboard() -> Html<&'static str> {
 }
 
 async fn healthz(State(app): State<Arc<App>>) -> Response {
-    axum::Json(serde_json::json!({
+    let mut v = serde_json::json!({
         "status": "ok",
         "version": env!("CARGO_PKG_VERSION"),
         "schema": crate::event::SCHEMA_VERSION,
         "active_calls": app.hub.active_ids().len(),
         "uptime_s": app.hub.metrics.started.elapsed().as_secs(),
-    }))
-    .into_response()
+    });
+    // With --nats: whether it is connected (a server that lost NATS still
+    // serves its own calls and the history, so the status stays ok).
+    if let Some(n) = app
+        .hub
+        .metrics
+        .nats
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .as_ref()
+    {
+        v["nats"] = serde_json::json!(if n.connected {
+            "connected"
+        } else {
+            "disconnected"
+        });
+        v["queue"] = serde_json::to_value(&n.queue).unwrap_or_default();
+    }
+    axum::Json(v).into_response()
 }
 
 async fn metrics(State(app): State<Arc<App>>) -> Response {
