@@ -313,6 +313,53 @@ fn two_workers_a_crash_and_a_poison_job_every_result_exactly_once() {
     assert_eq!(dl["attempts"], 2, "{dl}");
     assert!(dl["error"].as_str().unwrap().contains("6 channels"), "{dl}");
 
+    // Jobs that name a shared path or a URL instead of uploading the audio.
+    let shared = d.path().join("shared");
+    std::fs::create_dir_all(&shared).unwrap();
+    std::fs::copy(fixture("jfk.wav"), shared.join("shared_jfk.wav")).unwrap();
+    std::fs::copy(fixture("jfk.wav"), shared.join("url_jfk.wav")).unwrap();
+    let _http = Proc(
+        Command::new("python3")
+            .args([
+                "-m",
+                "http.server",
+                "18277",
+                "--bind",
+                "127.0.0.1",
+                "--directory",
+            ])
+            .arg(&shared)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    let out2 = d.path().join("results2");
+    let r = bin()
+        .args([
+            "submit",
+            "--nats",
+            &url,
+            "--wait",
+            "--quiet",
+            "--shared-paths",
+        ])
+        .arg(shared.join("shared_jfk.wav"))
+        .arg("http://127.0.0.1:18277/url_jfk.wav")
+        .arg("--out-dir")
+        .arg(&out2)
+        .output()
+        .unwrap();
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    for id in ["shared_jfk", "url_jfk"] {
+        let body = std::fs::read_to_string(out2.join(format!("{id}.jsonl"))).unwrap();
+        assert!(
+            body.contains("\"type\":\"turn\"") && body.contains("\"type\":\"summary\""),
+            "{id}"
+        );
+    }
+
     // w2 drains on SIGTERM and reports what it did.
     unsafe_sigterm(w2.0.id());
     let t = Instant::now();

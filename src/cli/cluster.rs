@@ -41,9 +41,14 @@ pub struct WorkerArgs {
 
 #[derive(Args, Debug)]
 pub struct SubmitArgs {
-    /// WAV recordings or directories (searched for .wav).
-    #[arg(required = true, value_name = "FILE|DIR")]
+    /// WAV recordings, directories (searched for .wav), or http(s) URLs the
+    /// workers fetch themselves.
+    #[arg(required = true, value_name = "FILE|DIR|URL")]
     inputs: Vec<PathBuf>,
+    /// Queue the files' paths instead of uploading them: every worker
+    /// reads the same file system (an NFS or object-store mount).
+    #[arg(long)]
+    shared_paths: bool,
     /// NATS server with JetStream. [config: cluster.nats]
     #[arg(long, value_name = "URL", env = "CALLPULSE_NATS")]
     nats: Option<String>,
@@ -134,8 +139,14 @@ pub fn submit(cfg: Config, a: SubmitArgs) -> Result<i32> {
     cfg.validate()?;
     let url = nats_url(&cfg, &a.nats)?;
     let mut files = Vec::new();
+    let is_url = |p: &PathBuf| {
+        let s = p.to_string_lossy();
+        s.starts_with("http://") || s.starts_with("https://")
+    };
     for p in &a.inputs {
-        if p.is_dir() {
+        if is_url(p) {
+            files.push(p.clone());
+        } else if p.is_dir() {
             let mut found: Vec<PathBuf> = std::fs::read_dir(p)
                 .with_context(|| format!("cannot list {}", p.display()))?
                 .filter_map(|e| e.ok().map(|e| e.path()))
@@ -151,7 +162,7 @@ pub fn submit(cfg: Config, a: SubmitArgs) -> Result<i32> {
         }
     }
     // Check every file before uploading any.
-    for f in &files {
+    for f in files.iter().filter(|f| !is_url(f)) {
         cluster::submit::check_wav(f).map_err(anyhow::Error::msg)?;
     }
     let mut seen = std::collections::HashSet::new();
@@ -171,6 +182,7 @@ pub fn submit(cfg: Config, a: SubmitArgs) -> Result<i32> {
             }
             Upload {
                 path: f.clone(),
+                shared: a.shared_paths,
                 call_id: id,
                 agent_id: a.agent_id.clone(),
                 started_unix_ms: std::fs::metadata(f)

@@ -106,6 +106,27 @@ pub enum Recording {
     Object { name: String },
     /// A path every worker can read (a shared file system).
     Path { path: String },
+    /// An http(s) URL every worker can fetch (at most 2 GiB).
+    Url { url: String },
+}
+
+/// Fetch a recording over HTTP(S) on a blocking thread.
+pub fn download(url: &str) -> Result<Vec<u8>, String> {
+    let agent = ureq::Agent::new_with_config(
+        ureq::config::Config::builder()
+            .timeout_global(Some(Duration::from_secs(600)))
+            .user_agent(format!("callpulse/{}", env!("CARGO_PKG_VERSION")))
+            .build(),
+    );
+    let mut resp = agent
+        .get(url)
+        .call()
+        .map_err(|e| format!("cannot fetch {url}: {e}"))?;
+    resp.body_mut()
+        .with_config()
+        .limit(2 << 30)
+        .read_to_vec()
+        .map_err(|e| format!("cannot read {url}: {e}"))
 }
 
 /// One scoring job.

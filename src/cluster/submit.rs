@@ -15,7 +15,11 @@ use super::{exists, names, read_object, result_name, Cluster, DeadLetter, Job, R
 /// One recording to submit.
 #[derive(Debug, Clone)]
 pub struct Upload {
+    /// A local file, or an http(s) URL the workers fetch themselves.
     pub path: PathBuf,
+    /// Queue the path itself (a file system every worker shares) instead
+    /// of uploading the audio.
+    pub shared: bool,
     pub call_id: String,
     pub agent_id: Option<String>,
     pub started_unix_ms: Option<u64>,
@@ -51,20 +55,37 @@ pub async fn submit(
 ) -> Result<Vec<Job>, String> {
     let mut jobs = Vec::new();
     for u in uploads {
-        let bytes = check_wav(&u.path)?;
+        let text = u.path.to_string_lossy().to_string();
+        let url = text.starts_with("http://") || text.starts_with("https://");
+        let bytes = if url {
+            text.clone().into_bytes()
+        } else {
+            check_wav(&u.path)?
+        };
         let hash = Sha256::digest(&bytes);
         let hex: String = hash[..6].iter().map(|b| format!("{b:02x}")).collect();
         let job_id = format!("{}-{hex}", u.call_id);
-        let object = format!("{job_id}.wav");
-        let mut r: &[u8] = &bytes;
-        c.recordings
-            .put(object.as_str(), &mut r)
-            .await
-            .map_err(|e| format!("cannot upload {}: {e}", u.path.display()))?;
+        let recording = if url {
+            Recording::Url { url: text }
+        } else if u.shared {
+            let abs =
+                std::fs::canonicalize(&u.path).map_err(|e| format!("{}: {e}", u.path.display()))?;
+            Recording::Path {
+                path: abs.to_string_lossy().to_string(),
+            }
+        } else {
+            let object = format!("{job_id}.wav");
+            let mut r: &[u8] = &bytes;
+            c.recordings
+                .put(object.as_str(), &mut r)
+                .await
+                .map_err(|e| format!("cannot upload {}: {e}", u.path.display()))?;
+            Recording::Object { name: object }
+        };
         let job = Job {
             job_id: job_id.clone(),
             call_id: u.call_id.clone(),
-            recording: Recording::Object { name: object },
+            recording,
             agent_id: u.agent_id.clone(),
             started_unix_ms: u.started_unix_ms,
         };

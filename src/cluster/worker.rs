@@ -167,8 +167,17 @@ async fn slot_loop(
 async fn score(engine: &Engine, c: &Cluster, job: &Job) -> Result<Vec<Event>, String> {
     let (path, _tmp) = match &job.recording {
         Recording::Path { path } => (std::path::PathBuf::from(path), None),
-        Recording::Object { name } => {
-            let bytes = read_object(&c.recordings, name).await?;
+        Recording::Object { .. } | Recording::Url { .. } => {
+            let bytes = match &job.recording {
+                Recording::Object { name } => read_object(&c.recordings, name).await?,
+                Recording::Url { url } => {
+                    let url = url.clone();
+                    tokio::task::spawn_blocking(move || super::download(&url))
+                        .await
+                        .map_err(|e| format!("download thread: {e}"))??
+                }
+                Recording::Path { .. } => unreachable!("handled above"),
+            };
             let tmp = tempfile::Builder::new()
                 .suffix(".wav")
                 .tempfile()
