@@ -185,19 +185,18 @@ fn chat(text: &str) -> Result<Vec<Message>, ChatError> {
             .split_once(':')
             .and_then(|(r, t)| role_of(r).map(|r| (r, t)))
         {
-            Some((role, t)) => {
-                if !t.trim().is_empty() {
-                    out.push(Message {
-                        role,
-                        text: t.trim().to_string(),
-                        at_ms: None,
-                        at_s,
-                    });
-                }
-            }
+            // An empty `role:` line still opens a message: the lines after it are its text.
+            Some((role, t)) => out.push(Message {
+                role,
+                text: t.trim().to_string(),
+                at_ms: None,
+                at_s,
+            }),
             None => match out.last_mut() {
                 Some(m) => {
-                    m.text.push(' ');
+                    if !m.text.is_empty() {
+                        m.text.push(' ');
+                    }
                     m.text.push_str(l);
                 }
                 None => {
@@ -210,6 +209,7 @@ fn chat(text: &str) -> Result<Vec<Message>, ChatError> {
             },
         }
     }
+    out.retain(|m| !m.text.is_empty());
     // Clock stamps are seconds of the day: from the first one on.
     if let Some(t0) = out.iter().find_map(|m| m.at_s) {
         for m in &mut out {
@@ -287,7 +287,7 @@ fn mail_date(v: &str) -> Option<u64> {
     let time = p.get(3).copied().unwrap_or("00:00");
     let off = p
         .get(4)
-        .filter(|o| o.len() == 5 && (o.starts_with('+') || o.starts_with('-')))
+        .filter(|o| o.is_ascii() && o.len() == 5 && (o.starts_with('+') || o.starts_with('-')))
         .map(|o| format!("{}:{}", &o[..3], &o[3..]))
         .unwrap_or_else(|| "Z".into());
     crate::insights::time::parse_time(&format!("{y:04}-{m:02}-{d:02}T{time}{off}")).ok()
@@ -321,7 +321,9 @@ fn email(text: &str, agent_from: &[String]) -> Result<Vec<Message>, ChatError> {
     while i < lines.len() {
         let l = lines[i];
         if prev_blank && is_header(l) && !header_name(l).is_empty() {
-            // A header block: until the first blank line.
+            // A header block: until the first blank line. Without a From:
+            // it was a body paragraph that looked like headers: read again.
+            let start = i;
             let mut hs = Vec::new();
             while i < lines.len() && !lines[i].trim().is_empty() {
                 if let Some((n, v)) = lines[i].split_once(':') {
@@ -334,6 +336,7 @@ fn email(text: &str, agent_from: &[String]) -> Result<Vec<Message>, ChatError> {
                 prev_blank = true;
                 continue;
             }
+            i = start;
         }
         match msgs.last_mut() {
             Some(m) => m.1.push(l),
@@ -415,6 +418,17 @@ mod tests {
         assert_eq!(m.len(), 2);
         assert_eq!(m[0].text, "hi, my parcel never came it was due monday");
         assert_eq!((m[1].role, m[1].at_s), (Role::Agent, Some(90.0)));
+        let m = parse(
+            "agent: hello\ncustomer:\nmy bill is wrong\nagent:\n",
+            TextFormat::Chat,
+            &[],
+        )
+        .unwrap();
+        assert_eq!(m.len(), 2);
+        assert_eq!(
+            (m[1].role, m[1].text.as_str()),
+            (Role::Customer, "my bill is wrong")
+        );
         let e = parse("hello there\nagent: hi", TextFormat::Chat, &[]).unwrap_err();
         assert!(e.0.contains("line 1"), "{e}");
         assert!(parse("\n\n", TextFormat::Chat, &[]).is_err());
@@ -434,6 +448,19 @@ mod tests {
         );
         assert_eq!(m[2].role, Role::Customer);
         assert_eq!(m[2].text, "Thanks.");
+        // A body paragraph that looks like headers stays in the body, and
+        // the next message is still its own.
+        let t2 = "From: a@x.org\n\nHi,\n\nDate: the 30th was when it broke\nAmount: 49.99\n\nFrom: help@shop.example\n\nWe are on it.\n";
+        let m2 = parse(t2, TextFormat::Email, &[]).unwrap();
+        assert_eq!(m2.len(), 2, "{m2:?}");
+        assert_eq!(
+            m2[0].text,
+            "Hi, Date: the 30th was when it broke Amount: 49.99"
+        );
+        assert_eq!(
+            (m2[1].role, m2[1].text.as_str()),
+            (Role::Agent, "We are on it.")
+        );
         let t0 = crate::insights::time::parse_time("2026-11-30T09:00:00Z").unwrap();
         assert_eq!(m[0].at_ms, Some(t0));
         assert_eq!(m[1].at_ms, Some(t0 + 90 * 60_000));

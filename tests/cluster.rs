@@ -156,6 +156,8 @@ fn two_workers_a_crash_and_a_poison_job_every_result_exactly_once() {
     assert_eq!(files.len(), 12);
     files.push(poison(&rec_dir));
 
+    let shared = d.path().join("shared");
+    std::fs::create_dir_all(&shared).unwrap();
     let worker = |name: &str| {
         let mut c = bin();
         c.args([
@@ -170,7 +172,9 @@ fn two_workers_a_crash_and_a_poison_job_every_result_exactly_once() {
             "2",
             "--retry-delay-s",
             "0.5",
+            "--allow-urls",
         ]);
+        c.arg("--allow-path").arg(&shared);
         spawn_lines(c)
     };
     let (mut w1, w1_rx) = worker("w1");
@@ -314,8 +318,6 @@ fn two_workers_a_crash_and_a_poison_job_every_result_exactly_once() {
     assert!(dl["error"].as_str().unwrap().contains("6 channels"), "{dl}");
 
     // Jobs that name a shared path or a URL instead of uploading the audio.
-    let shared = d.path().join("shared");
-    std::fs::create_dir_all(&shared).unwrap();
     std::fs::copy(fixture("jfk.wav"), shared.join("shared_jfk.wav")).unwrap();
     std::fs::copy(fixture("jfk.wav"), shared.join("url_jfk.wav")).unwrap();
     let _http = Proc(

@@ -35,6 +35,13 @@ pub struct WorkerArgs {
     /// Wait before a failed job is retried, seconds. [config: cluster.retry_delay_s]
     #[arg(long, value_name = "S")]
     retry_delay_s: Option<f64>,
+    /// Jobs may name files under this directory (a file system every
+    /// worker shares; `submit --shared-paths`). Repeatable; default none.
+    #[arg(long, value_name = "DIR")]
+    allow_path: Vec<PathBuf>,
+    /// Jobs may name http(s) URLs for this worker to fetch (`submit URL`).
+    #[arg(long)]
+    allow_urls: bool,
     #[command(flatten)]
     models: ModelArgs,
 }
@@ -111,16 +118,36 @@ pub fn worker(mut cfg: Config, a: WorkerArgs) -> Result<i32> {
             cluster::setup(client, &cfg.cluster).await
         })
         .map_err(anyhow::Error::msg)?;
+    if (c.ack_wait.as_secs_f64() - cfg.cluster.ack_wait_s).abs() > 0.5
+        || c.max_deliver != cfg.cluster.max_attempts as i64 + 2
+    {
+        eprintln!(
+            "callpulse worker {name}: note: the queue's consumer was created with ack_wait {:.0} s and {} deliveries; those apply, not ack_wait_s {} / max_attempts {} (delete the consumer `{}` to change them)",
+            c.ack_wait.as_secs_f64(),
+            c.max_deliver,
+            cfg.cluster.ack_wait_s,
+            cfg.cluster.max_attempts,
+            cluster::names::CONSUMER
+        );
+    }
     let engine = super::telephony::load_engine(&cfg)?;
     eprintln!(
         "callpulse worker {name}: ready on {url} with {} slot(s); SIGTERM drains",
         a.jobs
     );
+    let mut allow_paths = Vec::new();
+    for d in &a.allow_path {
+        allow_paths.push(
+            std::fs::canonicalize(d).with_context(|| format!("--allow-path {}", d.display()))?,
+        );
+    }
     let o = WorkerOptions {
         name: name.clone(),
         jobs: a.jobs as usize,
         cfg: cfg.cluster.clone(),
         stop: stop.clone(),
+        allow_paths,
+        allow_urls: a.allow_urls,
     };
     let stats = rt
         .block_on(cluster::worker::run(engine, Arc::new(c), o))
@@ -216,6 +243,7 @@ pub fn submit(cfg: Config, a: SubmitArgs) -> Result<i32> {
         None if !a.quiet => eprintln!("{m}"),
         None => {}
     };
+    let since_ms = callpulse::event::now_unix_ms().saturating_sub(1000);
     let jobs = rt
         .block_on(cluster::submit::submit(&c, &uploads, &|j, dup| {
             if let Some(b) = &bar {
@@ -250,11 +278,12 @@ pub fn submit(cfg: Config, a: SubmitArgs) -> Result<i32> {
     if let Some(d) = &a.out_dir {
         std::fs::create_dir_all(d).with_context(|| format!("cannot create {}", d.display()))?;
     }
-    let results = rt
+    let (results, missing) = rt
         .block_on(cluster::submit::wait(
             &c,
             &jobs,
             Duration::from_secs(a.timeout_s),
+            since_ms,
             &|id, o| {
                 if let Some(b) = &bar {
                     b.inc(1);
@@ -278,7 +307,7 @@ pub fn submit(cfg: Config, a: SubmitArgs) -> Result<i32> {
         match o {
             Outcome::Done(body) => {
                 if let Some(d) = &a.out_dir {
-                    let p = d.join(cluster::result_name(id));
+                    let p = d.join(format!("{id}.jsonl"));
                     std::fs::write(&p, body)
                         .with_context(|| format!("cannot write {}", p.display()))?;
                 }
@@ -289,7 +318,14 @@ pub fn submit(cfg: Config, a: SubmitArgs) -> Result<i32> {
     eprintln!(
         "callpulse: {} of {} calls scored ({failed} failed)",
         results.len() - failed,
-        results.len()
+        results.len() + missing
     );
+    if missing > 0 {
+        bail!(
+            "{missing} of {} jobs not finished after {} s; the finished ones are written (are workers running? `callpulse worker --nats URL`)",
+            jobs.len(),
+            a.timeout_s
+        );
+    }
     Ok(if failed > 0 { 1 } else { 0 })
 }

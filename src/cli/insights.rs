@@ -5,7 +5,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use clap::Args;
 
-use callpulse::insights::{self, time::parse_time, By, CallRecord, Filter};
+use callpulse::insights::time::{parse_time, parse_until};
+use callpulse::insights::{self, By, CallRecord, Filter};
 
 #[derive(Args, Debug)]
 pub struct InsightsArgs {
@@ -105,14 +106,7 @@ pub fn run(a: InsightsArgs) -> Result<i32> {
     let time = |s: &Option<String>, what: &str, end: bool| -> Result<Option<u64>> {
         s.as_deref()
             .map(|v| {
-                parse_time(v)
-                    .map(|t| {
-                        if end && v.len() == 10 {
-                            t + 86_400_000
-                        } else {
-                            t
-                        }
-                    })
+                if end { parse_until(v) } else { parse_time(v) }
                     .map_err(|e| anyhow::anyhow!("--{what}: {e}"))
             })
             .transpose()

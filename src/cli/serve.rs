@@ -261,6 +261,9 @@ fn follow_nats(rt: &tokio::runtime::Runtime, url: &str, cfg: &Config, hub: Arc<H
                 if let Some(n) = n.as_mut() {
                     n.workers
                         .insert(hb.worker.clone(), (hb, std::time::Instant::now()));
+                    // Workers gone for 10 minutes leave the metrics.
+                    n.workers
+                        .retain(|_, (_, t)| t.elapsed() < Duration::from_secs(600));
                 }
             })
         },

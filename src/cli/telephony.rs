@@ -282,7 +282,10 @@ pub fn sip(mut cfg: Config, a: SipArgs) -> Result<i32> {
     drop(rt);
     out.finish().context("cannot flush events")?;
     if let Some((rt, client)) = nats_rt {
-        let _ = rt.block_on(client.flush());
+        let _ = rt.block_on(tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            client.flush(),
+        ));
     }
     eprintln!("callpulse: sip stats {}", serde_json::to_string(&stats)?);
     Ok(0)

@@ -8,7 +8,7 @@
 //! - [`submit`]: `callpulse submit`, which uploads recordings and enqueues jobs.
 //!
 //! Exactly once, as a consumer sees it: a job's result is one object,
-//! `<call_id>.jsonl` in the results bucket, written before the job is
+//! `<job_id>.jsonl` in the results bucket, written before the job is
 //! acknowledged. A job redelivered after a crash finds its result already
 //! stored and is acknowledged without scoring again; one redelivered before
 //! the result was stored is scored again and its result replaces nothing
@@ -162,9 +162,11 @@ pub struct DeadLetter {
     pub at_unix_ms: u64,
 }
 
-/// The result object's name for a call.
-pub fn result_name(call_id: &str) -> String {
-    format!("{call_id}.jsonl")
+/// The result object's name for a job: `<job_id>.jsonl` (the job id is
+/// the call id and a hash of the audio, so a new recording under an old
+/// call id gets its own result).
+pub fn result_name(job_id: &str) -> String {
+    format!("{job_id}.jsonl")
 }
 
 /// Connect, with a client name; errors say what to do.
@@ -187,6 +189,11 @@ pub struct Cluster {
     pub consumer: consumer::PullConsumer,
     pub recordings: object_store::ObjectStore,
     pub results: object_store::ObjectStore,
+    /// The consumer's settings as the server holds them (set when it was
+    /// first created; a later `setup` with other values does not change
+    /// them): how long a job may go unreported, and the deliveries allowed.
+    pub ack_wait: Duration,
+    pub max_deliver: i64,
 }
 
 async fn bucket(
@@ -267,6 +274,10 @@ async fn setup_once(client: async_nats::Client, cfg: &ClusterConfig) -> Result<C
         .map_err(|e| format!("cannot create the consumer {}: {e}", names::CONSUMER))?;
     let recordings = bucket(&js, names::RECORDINGS, max_age).await?;
     let results = bucket(&js, names::RESULTS, max_age).await?;
+    let info = consumer
+        .get_info()
+        .await
+        .map_err(|e| format!("cannot read the consumer {}: {e}", names::CONSUMER))?;
     Ok(Cluster {
         client,
         js,
@@ -274,6 +285,8 @@ async fn setup_once(client: async_nats::Client, cfg: &ClusterConfig) -> Result<C
         consumer,
         recordings,
         results,
+        ack_wait: info.config.ack_wait,
+        max_deliver: info.config.max_deliver,
     })
 }
 
@@ -357,12 +370,18 @@ impl<S: crate::sink::calls::CallSinks> crate::sink::calls::CallSinks for NatsSin
         let subject = format!("{}{id}", names::EVENTS_PREFIX);
         let sink = move |e: crate::event::Event| {
             if let Ok(b) = serde_json::to_vec(&e) {
-                // Buffered by the client: returns at once. A disconnected
-                // client buffers too and sends on reconnect.
-                let _ = handle.block_on(client.publish(subject.clone(), b.into()));
-                if matches!(e, crate::event::Event::Summary(_)) {
-                    let _ = handle.block_on(client.flush());
-                }
+                // Buffered by the client, so it returns at once; but never
+                // let a NATS outage hold up the call: at most 2 s, then the
+                // event goes to the local outputs only.
+                let summary = matches!(e, crate::event::Event::Summary(_));
+                handle.block_on(async {
+                    let limit = Duration::from_secs(2);
+                    let _ = tokio::time::timeout(limit, client.publish(subject.clone(), b.into()))
+                        .await;
+                    if summary {
+                        let _ = tokio::time::timeout(limit, client.flush()).await;
+                    }
+                });
             }
             inner(e);
         };

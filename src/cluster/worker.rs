@@ -31,6 +31,10 @@ pub struct WorkerOptions {
     pub cfg: ClusterConfig,
     /// Set to drain: finish the jobs in hand, take no more.
     pub stop: Arc<AtomicBool>,
+    /// Jobs may name files under these directories (none: no path jobs).
+    pub allow_paths: Vec<std::path::PathBuf>,
+    /// Jobs may name http(s) URLs for the worker to fetch.
+    pub allow_urls: bool,
 }
 
 /// What a worker did.
@@ -164,17 +168,36 @@ async fn slot_loop(
 }
 
 /// Score one job's audio on a blocking thread: its events, or the error.
-async fn score(engine: &Engine, c: &Cluster, job: &Job) -> Result<Vec<Event>, String> {
+async fn score(
+    engine: &Engine,
+    c: &Cluster,
+    o: &WorkerOptions,
+    job: &Job,
+) -> Result<Vec<Event>, String> {
     let (path, _tmp) = match &job.recording {
-        Recording::Path { path } => (std::path::PathBuf::from(path), None),
+        Recording::Path { path } => {
+            // Only under the directories this worker was told to read.
+            let p = std::fs::canonicalize(path).map_err(|e| format!("{path}: {e}"))?;
+            if !o.allow_paths.iter().any(|d| p.starts_with(d)) {
+                return Err(format!(
+                    "{path}: this worker reads no files outside its --allow-path directories"
+                ));
+            }
+            (p, None)
+        }
         Recording::Object { .. } | Recording::Url { .. } => {
             let bytes = match &job.recording {
                 Recording::Object { name } => read_object(&c.recordings, name).await?,
-                Recording::Url { url } => {
+                Recording::Url { url } if o.allow_urls => {
                     let url = url.clone();
                     tokio::task::spawn_blocking(move || super::download(&url))
                         .await
                         .map_err(|e| format!("download thread: {e}"))??
+                }
+                Recording::Url { url } => {
+                    return Err(format!(
+                        "{url}: this worker fetches no URLs (start it with --allow-urls)"
+                    ))
                 }
                 Recording::Path { .. } => unreachable!("handled above"),
             };
@@ -182,7 +205,11 @@ async fn score(engine: &Engine, c: &Cluster, job: &Job) -> Result<Vec<Event>, St
                 .suffix(".wav")
                 .tempfile()
                 .map_err(|e| format!("temporary file: {e}"))?;
-            std::fs::write(tmp.path(), &bytes).map_err(|e| format!("temporary file: {e}"))?;
+            let at = tmp.path().to_path_buf();
+            tokio::task::spawn_blocking(move || std::fs::write(&at, &bytes))
+                .await
+                .map_err(|e| format!("temporary file: {e}"))?
+                .map_err(|e| format!("temporary file: {e}"))?;
             (tmp.path().to_path_buf(), Some(tmp))
         }
     };
@@ -229,11 +256,27 @@ async fn handle(
             return m.ack_with(AckKind::Term).await.map_err(err);
         }
     };
+    // A job delivered more often than its attempts allow: the workers
+    // that held it died (a crash, the OOM killer) before reporting a result.
+    let max_attempts = effective_attempts(c, o);
+    if attempt > max_attempts {
+        let v = serde_json::to_value(&job).unwrap_or_default();
+        let e = format!(
+            "delivered {attempt} times: the workers holding it stopped before finishing (crashed or killed?)"
+        );
+        dead_letter(c, o, v, &e, attempt, Some(&job.job_id)).await?;
+        stats.dead.fetch_add(1, Ordering::SeqCst);
+        eprintln!(
+            "callpulse worker {}: job {} {e}, to the dead letters",
+            o.name, job.job_id
+        );
+        return m.ack_with(AckKind::Term).await.map_err(err);
+    }
     eprintln!(
         "callpulse worker {} slot {slot}: job {} (call {}) attempt {attempt} started",
         o.name, job.job_id, job.call_id
     );
-    let name = result_name(&job.call_id);
+    let name = result_name(&job.job_id);
     if exists(&c.results, &name).await? {
         // Stored by an attempt that died before its acknowledgement.
         stats.already_stored.fetch_add(1, Ordering::SeqCst);
@@ -247,7 +290,8 @@ async fn handle(
     let done = Arc::new(AtomicBool::new(false));
     let progress = {
         let (m, done) = (m.clone(), done.clone());
-        let every = Duration::from_secs_f64((o.cfg.ack_wait_s / 3.0).max(0.5));
+        // The server's ack_wait, which may differ from this worker's config.
+        let every = (c.ack_wait / 3).max(Duration::from_millis(500));
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(every).await;
@@ -258,7 +302,7 @@ async fn handle(
             }
         })
     };
-    let outcome = score(engine, c, &job).await;
+    let outcome = score(engine, c, o, &job).await;
     let r = match outcome {
         Ok(events) => store(c, o, &job, attempt, &events).await,
         Err(e) => Err(e),
@@ -275,7 +319,7 @@ async fn handle(
             );
             Ok(())
         }
-        Err(e) if attempt >= o.cfg.max_attempts as u64 => {
+        Err(e) if attempt >= max_attempts => {
             let v = serde_json::to_value(&job).unwrap_or_default();
             dead_letter(c, o, v, &e, attempt, Some(&job.job_id)).await?;
             stats.dead.fetch_add(1, Ordering::SeqCst);
@@ -295,6 +339,17 @@ async fn handle(
             m.ack_with(AckKind::Nak(Some(delay))).await.map_err(err)
         }
     }
+}
+
+/// Attempts before the dead letters: the configured number, within what
+/// the server's consumer delivers (its `max_deliver`, set when it was
+/// created, leaves one delivery for the dead-letter step).
+fn effective_attempts(c: &Cluster, o: &WorkerOptions) -> u64 {
+    let mut n = o.cfg.max_attempts as u64;
+    if c.max_deliver > 1 {
+        n = n.min(c.max_deliver as u64 - 1);
+    }
+    n.max(1)
 }
 
 /// Publish the events, then store the result: the events as JSON lines.
@@ -321,7 +376,7 @@ async fn store(
         .await
         .map_err(|e| format!("cannot publish events: {e}"))?;
     let meta = ObjectMetadata {
-        name: result_name(&job.call_id),
+        name: result_name(&job.job_id),
         description: Some(
             serde_json::json!({"job_id": job.job_id, "worker": o.name, "attempt": attempt})
                 .to_string(),

@@ -26,6 +26,19 @@ pub fn civil_from_days(z: i64) -> (i64, u32, u32) {
     (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
+/// Whether a time as written is a bare date (`YYYY-MM-DD` or `YYYYMMDD`).
+pub fn is_date_only(s: &str) -> bool {
+    let s = s.trim();
+    (s.len() == 10 && s.as_bytes().get(4) == Some(&b'-'))
+        || (s.len() == 8 && s.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// The end of a `--until` range: a bare date includes that whole day.
+pub fn parse_until(s: &str) -> Result<u64, String> {
+    let t = parse_time(s)?;
+    Ok(if is_date_only(s) { t + 86_400_000 } else { t })
+}
+
 /// `YYYY-MM-DD` of a time in ms since the epoch (UTC).
 pub fn day(ms: u64) -> String {
     let (y, m, d) = civil_from_days((ms / 86_400_000) as i64);
@@ -68,11 +81,16 @@ pub fn parse_time(s: &str) -> Result<u64, String> {
     let err = |m: String| {
         format!("time '{s}': {m} (expected e.g. 2026-11-30, 2026-11-30T14:05:00Z or Unix seconds)")
     };
+    if !s.is_ascii() {
+        return Err(err("not a time".into()));
+    }
     if s.len() >= 9 && s.bytes().all(|b| b.is_ascii_digit()) && s.len() != 8 {
         return s
             .parse::<u64>()
+            .ok()
+            .filter(|v| *v < 253_402_300_800) // before year 10000
             .map(|v| v * 1000)
-            .map_err(|e| err(e.to_string()));
+            .ok_or_else(|| err("Unix seconds out of range".into()));
     }
     let (date, rest) = match s.find(['T', ' ']) {
         Some(i) => (&s[..i], &s[i + 1..]),
@@ -162,7 +180,23 @@ mod tests {
         assert_eq!(week(1_796_047_509_000), "2026-11-30"); // a Monday
         assert_eq!(week(parse_time("2026-12-06").unwrap()), "2026-11-30");
         assert_eq!(civil_from_days(days_from_civil(2024, 2, 29)), (2024, 2, 29));
-        for bad in ["2026-13-01", "yesterday", "2026-11-30T25:00", "2026-11"] {
+        assert_eq!(
+            parse_until("2026-11-30").unwrap(),
+            parse_time("2026-12-01").unwrap()
+        );
+        assert_eq!(
+            parse_until("20261130").unwrap(),
+            parse_time("2026-12-01").unwrap()
+        );
+        assert_eq!(parse_until("1796047509").unwrap(), 1_796_047_509_000);
+        for bad in [
+            "2026-13-01",
+            "yesterday",
+            "2026-11-30T25:00",
+            "2026-11",
+            "222é113",
+            "99999999999999999",
+        ] {
             assert!(parse_time(bad).is_err(), "{bad}");
         }
     }

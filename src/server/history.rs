@@ -212,26 +212,32 @@ impl History {
         Ok((!rows.is_empty()).then_some(rows))
     }
 
-    /// Whether a call with this id is stored.
-    pub fn summaries(&self, limit: usize) -> Result<Vec<(String, u64, String)>, String> {
-        let c = self
-            .reader
-            .lock()
-            .map_err(|_| "history lock poisoned".to_string())?;
-        let mut st = c
-            .prepare("SELECT call_id, started_ms, summary FROM calls WHERE summary IS NOT NULL ORDER BY started_ms DESC LIMIT ?1")
-            .map_err(|e| e.to_string())?;
-        let rows = st
-            .query_map(params![limit as i64], |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, i64>(1)? as u64,
-                    r.get::<_, String>(2)?,
-                ))
-            })
-            .map_err(|e| e.to_string())?;
-        rows.collect::<rusqlite::Result<Vec<_>>>()
-            .map_err(|e| e.to_string())
+    /// Finished calls' summaries (call id, start, summary JSON), newest
+    /// first, those that started in `since_ms..until_ms`, at most `limit`.
+    pub fn summaries(
+        &self,
+        limit: usize,
+        since_ms: u64,
+        until_ms: u64,
+    ) -> Result<Vec<(String, u64, String)>, String> {
+        let clamp = |v: u64| v.min(i64::MAX as u64) as i64;
+        self.read(|c| {
+            let mut st = c.prepare_cached(
+                "SELECT call_id, started_ms, summary FROM calls WHERE summary IS NOT NULL \
+                 AND started_ms >= ?2 AND started_ms < ?3 ORDER BY started_ms DESC LIMIT ?1",
+            )?;
+            let rows = st.query_map(
+                params![limit as i64, clamp(since_ms), clamp(until_ms)],
+                |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, i64>(1)? as u64,
+                        r.get::<_, String>(2)?,
+                    ))
+                },
+            )?;
+            rows.collect()
+        })
     }
 
     /// Whether a call is stored.

@@ -162,6 +162,13 @@ impl Metrics {
     }
 }
 
+/// A Prometheus label value: backslash, quote and newline escaped.
+fn label(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
 fn line(o: &mut String, name: &str, kind: &str, help: &str, v: impl std::fmt::Display) {
     o.push_str(&format!(
         "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}\n"
@@ -334,14 +341,17 @@ impl Hub {
             let fresh = |t: &Instant| t.elapsed() < std::time::Duration::from_secs(10);
             for (w, (h, _)) in n.workers.iter().filter(|(_, (_, t))| fresh(t)) {
                 o.push_str(&format!(
-                    "callpulse_worker_jobs_in_hand{{worker=\"{w}\",slots=\"{}\"}} {}\n",
-                    h.slots, h.in_hand
+                    "callpulse_worker_jobs_in_hand{{worker=\"{}\",slots=\"{}\"}} {}\n",
+                    label(w),
+                    h.slots,
+                    h.in_hand
                 ));
             }
             o.push_str("# HELP callpulse_worker_jobs_done_total Jobs each worker finished.\n# TYPE callpulse_worker_jobs_done_total counter\n");
             for (w, (h, _)) in &n.workers {
                 o.push_str(&format!(
-                    "callpulse_worker_jobs_done_total{{worker=\"{w}\"}} {}\n",
+                    "callpulse_worker_jobs_done_total{{worker=\"{}\"}} {}\n",
+                    label(w),
                     h.done
                 ));
             }

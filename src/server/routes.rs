@@ -162,13 +162,11 @@ async fn insights(State(app): State<Arc<App>>, Query(q): Query<InsightsQuery>) -
     let time = |s: &Option<String>, end: bool| -> Result<Option<u64>, String> {
         s.as_deref()
             .map(|v| {
-                parse_time(v).map(|t| {
-                    if end && v.len() == 10 {
-                        t + 86_400_000
-                    } else {
-                        t
-                    }
-                })
+                if end {
+                    crate::insights::time::parse_until(v)
+                } else {
+                    parse_time(v)
+                }
             })
             .transpose()
     };
@@ -210,7 +208,13 @@ async fn insights(State(app): State<Arc<App>>, Query(q): Query<InsightsQuery>) -
             }
         }
     }
-    match from_history(&app, |h| h.summaries(INSIGHTS_CALLS)).await {
+    // The calls' own start times may differ from when the server stored
+    // them (uploads of old recordings): a day of slack here, the exact
+    // filter in the report.
+    const DAY: u64 = 86_400_000;
+    let lo = since_ms.map_or(0, |t| t.saturating_sub(DAY));
+    let hi = until_ms.map_or(u64::MAX, |t| t.saturating_add(DAY));
+    match from_history(&app, move |h| h.summaries(INSIGHTS_CALLS, lo, hi)).await {
         Some(Ok(rows)) => {
             for (id, started, json) in rows {
                 if seen.contains(&id) {

@@ -217,7 +217,9 @@ async fn save_upload(
             ))
         }
     }
-    spool.finish(!ct.starts_with("application/json")).await
+    spool
+        .finish(!ct.to_ascii_lowercase().starts_with("application/json"))
+        .await
 }
 
 #[derive(serde::Deserialize)]
