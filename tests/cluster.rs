@@ -486,6 +486,11 @@ fn kamailio_spreads_six_live_calls_over_two_sip_workers_and_serve_sees_them() {
     wait_for(&kam_rx, "INFO", 30, &mut kam_log);
     std::thread::sleep(Duration::from_secs(2));
 
+    // A WebSocket subscriber on serve's event stream, before the calls.
+    let mut ws = common::net::Ws::connect("127.0.0.1:18090", "/v1/events");
+    let hello = ws.next_text(Duration::from_secs(10)).expect("hello");
+    assert!(hello.contains("\"hello\""), "{hello}");
+
     // Six calls at once, each playing 10 s of a fixture from a pcap.
     let scenario = std::fs::read_to_string(root().join("tests/sipp/uac_pcap.xml")).unwrap();
     let mut sipps = Vec::new();
@@ -620,6 +625,29 @@ fn kamailio_spreads_six_live_calls_over_two_sip_workers_and_serve_sees_them() {
         );
         std::thread::sleep(Duration::from_millis(500));
     }
+    // ... and its event stream carried every call's turns and summary.
+    let mut with_summary = std::collections::BTreeSet::new();
+    let mut with_turns = std::collections::BTreeSet::new();
+    let t = Instant::now();
+    while with_summary.len() < 6 && t.elapsed() < Duration::from_secs(30) {
+        let Some(m) = ws.next_text(Duration::from_secs(2)) else {
+            continue;
+        };
+        let v: serde_json::Value = serde_json::from_str(&m).unwrap();
+        let id = v["call_id"].as_str().unwrap_or("").to_string();
+        match v["type"].as_str() {
+            Some("summary") => {
+                with_summary.insert(id);
+            }
+            Some("turn") => {
+                with_turns.insert(id);
+            }
+            _ => {}
+        }
+    }
+    let want: std::collections::BTreeSet<String> = all.iter().map(|s| s.to_string()).collect();
+    assert_eq!(with_summary, want, "summaries on the WebSocket");
+    assert_eq!(with_turns, want, "turns on the WebSocket");
     let (_, h) = common::net::get("127.0.0.1:18090", "/healthz", "");
     assert!(h.contains("\"nats\":\"connected\""), "{h}");
     let (_, m) = common::net::get("127.0.0.1:18090", "/metrics", "");
