@@ -35,7 +35,8 @@ pub fn read_events(path: &Path) -> Result<Vec<Event>, String> {
     Ok(out)
 }
 
-fn esc(s: &str) -> String {
+/// HTML-escape text for the reports.
+pub(crate) fn esc(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")

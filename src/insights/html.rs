@@ -6,14 +6,7 @@
 use std::fmt::Write;
 
 use super::{By, MeanCi, Report, ShareCi};
-
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-        .replace('\'', "&#39;")
-}
+use crate::report::esc;
 
 fn pct(s: &ShareCi) -> String {
     match (s.share, s.ci95) {
