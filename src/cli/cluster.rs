@@ -192,32 +192,16 @@ pub fn submit(cfg: Config, a: SubmitArgs) -> Result<i32> {
     for f in files.iter().filter(|f| !is_url(f)) {
         cluster::submit::check_wav(f).map_err(anyhow::Error::msg)?;
     }
-    let mut seen = std::collections::HashSet::new();
+    let ids = super::score::call_ids(&files, callpulse::telephony::ua::safe_call_id);
     let uploads: Vec<Upload> = files
         .iter()
-        .map(|f| {
-            let stem = f
-                .file_stem()
-                .map(|s| s.to_string_lossy().to_string())
-                .unwrap_or_else(|| "call".into());
-            let safe = callpulse::telephony::ua::safe_call_id(&stem);
-            let mut id = safe.clone();
-            let mut k = 2;
-            while !seen.insert(id.clone()) {
-                id = format!("{safe}-{k}");
-                k += 1;
-            }
-            Upload {
-                path: f.clone(),
-                shared: a.shared_paths,
-                call_id: id,
-                agent_id: a.agent_id.clone(),
-                started_unix_ms: std::fs::metadata(f)
-                    .and_then(|m| m.modified())
-                    .ok()
-                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-                    .map(|d| d.as_millis() as u64),
-            }
+        .zip(ids)
+        .map(|(f, call_id)| Upload {
+            path: f.clone(),
+            shared: a.shared_paths,
+            call_id,
+            agent_id: a.agent_id.clone(),
+            started_unix_ms: super::score::modified_ms(f),
         })
         .collect();
     let rt = runtime()?;

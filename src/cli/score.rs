@@ -116,15 +116,27 @@ fn walk(dir: &Path, exts: &[&str], out: &mut Vec<PathBuf>) -> std::io::Result<()
     Ok(())
 }
 
-fn call_ids(files: &[PathBuf]) -> Vec<String> {
+/// A file's modification time, ms since the epoch.
+pub(super) fn modified_ms(file: &Path) -> Option<u64> {
+    std::fs::metadata(file)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| d.as_millis() as u64)
+}
+
+/// One call id per file: `name` of its stem, and `-2`, `-3`, ... after an
+/// id already taken.
+pub(super) fn call_ids(files: &[PathBuf], name: impl Fn(&str) -> String) -> Vec<String> {
     let mut seen = HashSet::new();
     files
         .iter()
         .map(|f| {
-            let stem = f
-                .file_stem()
-                .map(|s| s.to_string_lossy().to_string())
-                .unwrap_or_else(|| "call".into());
+            let stem = name(
+                &f.file_stem()
+                    .map(|s| s.to_string_lossy().to_string())
+                    .unwrap_or_else(|| "call".into()),
+            );
             let mut id = stem.clone();
             let mut k = 2;
             while !seen.insert(id.clone()) {
@@ -195,19 +207,13 @@ impl Batch<'_> {
             (Some(p), Some(stem)) => p.fields(&stem.to_string_lossy()).unwrap_or_default(),
             _ => Default::default(),
         };
-        let mtime = || {
-            std::fs::metadata(file)
-                .and_then(|m| m.modified())
-                .ok()
-                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-                .map(|d| d.as_millis() as u64)
-        };
+
         CallMeta {
             agent_id: self.a.agent_id.clone().or(fields.agent),
             started_unix_ms: self
                 .started_at
                 .or(fields.started_unix_ms)
-                .or_else(|| (!self.a.text).then(mtime).flatten()),
+                .or_else(|| (!self.a.text).then(|| modified_ms(file)).flatten()),
             channel: None,
         }
     }
@@ -342,7 +348,7 @@ pub fn run(mut cfg: Config, a: ScoreArgs) -> Result<i32> {
         &["wav"]
     };
     let files = collect_inputs(&a.inputs, exts)?;
-    let ids = call_ids(&files);
+    let ids = call_ids(&files, str::to_string);
     if files.len() == 1 && !a.text {
         // Fail fast on a bad single input, before loading any model.
         callpulse::audio::wav::WavSource::open(&files[0])?;

@@ -225,9 +225,9 @@ where
         ring: (ring_len / legs, rate),
         input_error: input_error.clone(),
         devices: m.devices.clone(),
+        meta: opts.meta.clone(),
     };
-    let mut summary = summary(run, closing, &shared, &capture_shared);
-    summary.meta = opts.meta.clone();
+    let summary = summary(run, closing, &shared, &capture_shared);
     sink(Event::Summary(summary.clone()));
     Ok(CallOutcome {
         summary,
@@ -245,6 +245,8 @@ pub(super) struct RunFacts<'a> {
     pub ring: (usize, u32),
     pub input_error: Option<String>,
     pub devices: Devices,
+    /// Agent, start time and channel.
+    pub meta: crate::event::CallMeta,
 }
 
 /// The stretches live diarisation gave to another speaker, in seconds.
@@ -278,7 +280,7 @@ pub(super) fn summary(
         turns: n_turns,
         speakers: closing.speakers,
         score_5: closing.score_5,
-        meta: Default::default(),
+        meta: run.meta,
         conduct: closing.conduct,
         language,
         languages: closing.languages,

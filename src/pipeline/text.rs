@@ -154,9 +154,9 @@ impl Engine {
             ring: (0, 16_000),
             input_error: None,
             devices: self.devices(),
+            meta,
         };
-        let mut s = summary(run, closing, &Shared::default(), &CaptureShared::default());
-        s.meta = meta;
+        let s = summary(run, closing, &Shared::default(), &CaptureShared::default());
         sink(Event::Summary(s.clone()));
         Ok(s)
     }
