@@ -122,6 +122,70 @@ pub fn join_transcripts(parts: Vec<(f64, Transcript)>) -> Transcript {
     out
 }
 
+/// Silence between clips packed into one decode window, seconds: long
+/// enough that Whisper ends a segment there, so a word's time says which
+/// clip it came from.
+pub const PACK_GAP_S: f64 = 1.0;
+
+/// Lay `clips` end to end with `gap` samples of silence between them.
+/// Returns the window and each clip's offset in it.
+pub fn pack(clips: &[&[f32]], gap: usize) -> (Vec<f32>, Vec<usize>) {
+    let total = clips.iter().map(|c| c.len()).sum::<usize>() + gap * clips.len().saturating_sub(1);
+    let mut window = Vec::with_capacity(total);
+    let mut offsets = Vec::with_capacity(clips.len());
+    for (i, c) in clips.iter().enumerate() {
+        if i > 0 {
+            window.resize(window.len() + gap, 0.0);
+        }
+        offsets.push(window.len());
+        window.extend_from_slice(c);
+    }
+    (window, offsets)
+}
+
+/// Share a packed window's transcript out to its clips: each word goes to
+/// the clip whose span, widened by half a gap on each side, holds the
+/// word's middle; its times become relative to that clip and are kept
+/// inside it. Every clip gets the window's language and flags.
+pub fn unpack(t: Transcript, offsets: &[usize], lens: &[usize], gap: usize) -> Vec<Transcript> {
+    const SR: f64 = 16_000.0;
+    let half = gap as f64 / 2.0 / SR;
+    let mut out: Vec<Transcript> = offsets
+        .iter()
+        .map(|_| Transcript {
+            language: t.language.clone(),
+            foreign: t.foreign,
+            retried: t.retried,
+            ..Default::default()
+        })
+        .collect();
+    for w in t.words {
+        let mid = (w.start + w.end) / 2.0;
+        let Some(i) = offsets.iter().zip(lens).position(|(&o, &n)| {
+            let (a, b) = (o as f64 / SR, (o + n) as f64 / SR);
+            mid >= a - half && mid < b + half
+        }) else {
+            continue;
+        };
+        let (o, n) = (offsets[i] as f64 / SR, lens[i] as f64 / SR);
+        let start = (w.start - o).clamp(0.0, n);
+        out[i].words.push(AsrWord {
+            start,
+            end: (w.end - o).clamp(start, n),
+            ..w
+        });
+    }
+    for c in &mut out {
+        c.text = c
+            .words
+            .iter()
+            .map(|w| w.word.as_str())
+            .collect::<Vec<_>>()
+            .join(" ");
+    }
+    out
+}
+
 /// Recognition errors.
 #[derive(Debug, thiserror::Error)]
 pub enum AsrError {
@@ -149,6 +213,14 @@ pub trait Asr: Send {
     /// runs, and on a final unless its reused speculative decode was checked.
     fn identify_language(&mut self, _audio: &[f32], _t: &mut Transcript) -> Result<(), AsrError> {
         Ok(())
+    }
+
+    /// Transcribe several finished turns, in one decode where that is
+    /// cheaper (offline scoring packs short turns into a shared window).
+    /// One transcript per clip, in order, times relative to each clip. The
+    /// default decodes each clip alone.
+    fn transcribe_packed(&mut self, clips: &[&[f32]]) -> Result<Vec<Transcript>, AsrError> {
+        clips.iter().map(|c| self.transcribe(c)).collect()
     }
 }
 
@@ -250,6 +322,67 @@ mod tests {
             }
         }
         v
+    }
+
+    fn w(word: &str, start: f64, end: f64) -> AsrWord {
+        AsrWord {
+            word: word.into(),
+            start,
+            end,
+            probability: 0.9,
+        }
+    }
+
+    #[test]
+    fn packed_clips_get_their_own_words_back() {
+        let (a, b, c) = (
+            vec![0.1f32; 32_000],
+            vec![0.2f32; 8_000],
+            vec![0.3f32; 48_000],
+        );
+        let gap = 16_000;
+        let (window, offsets) = pack(&[&a, &b, &c], gap);
+        assert_eq!(window.len(), 32_000 + 8_000 + 48_000 + 2 * gap);
+        assert_eq!(offsets, vec![0, 48_000, 72_000]);
+        assert_eq!(window[47_999], 0.0);
+        assert_eq!(window[48_000], 0.2);
+        assert_eq!(window[72_000], 0.3);
+        // Clip 0 spans 0-2 s, clip 1 3-3.5 s, clip 2 4.5-7.5 s.
+        let t = Transcript {
+            text: String::new(),
+            words: vec![
+                w("hello", 0.1, 0.6),
+                w("there", 1.9, 2.4), // middle 2.15: inside clip 0's half gap
+                w("yes", 2.9, 3.3),   // clip 1, starts before it: clamped to 0
+                w("no", 3.4, 4.1),    // middle 3.75: clip 1 (half gap), end clamped to 0.5 s
+                w("fine", 4.6, 5.0),  // clip 2
+                w("late", 7.4, 8.2),  // middle 7.8: inside clip 2's half gap, end clamped
+                w("stray", 9.0, 9.5), // beyond every clip: dropped
+            ],
+            language: Some("en".into()),
+            foreign: false,
+            retried: true,
+        };
+        let lens = [a.len(), b.len(), c.len()];
+        let out = unpack(t, &offsets, &lens, gap);
+        assert_eq!(out.len(), 3);
+        assert_eq!(out[0].text, "hello there");
+        assert_eq!(out[1].text, "yes no");
+        assert_eq!(out[2].text, "fine late");
+        assert!((out[0].words[1].start - 1.9).abs() < 1e-9);
+        assert!((out[0].words[1].end - 2.0).abs() < 1e-9);
+        assert_eq!(out[1].words[0].start, 0.0);
+        assert!((out[1].words[0].end - 0.3).abs() < 1e-9);
+        assert!((out[1].words[1].end - 0.5).abs() < 1e-9);
+        assert!((out[2].words[0].start - 0.1).abs() < 1e-9);
+        assert!((out[2].words[1].end - 3.0).abs() < 1e-9);
+        for t in &out {
+            assert_eq!(t.language.as_deref(), Some("en"));
+            assert!(t.retried);
+            for x in &t.words {
+                assert!(x.start <= x.end);
+            }
+        }
     }
 
     #[test]

@@ -41,6 +41,13 @@ pub struct AsrConfig {
     /// decode again with temperature fallback and keep that only if it
     /// passes. false: temperature 0 only.
     pub temperature_fallback: bool,
+    /// Offline scoring decodes consecutive finished turns together, laid
+    /// end to end with 1 s of silence between them in one window of at most
+    /// this many seconds, and gives each turn its words back by their
+    /// times; 0 = every turn alone. Each decode pays a whole
+    /// encoder pass, so short turns cost much less packed. Live calls never
+    /// pack (a turn's final does not wait for the next turn).
+    pub pack_s: f32,
 }
 
 impl Default for AsrConfig {
@@ -54,6 +61,7 @@ impl Default for AsrConfig {
             use_gpu: true,
             max_window_s: 0.0,
             temperature_fallback: true,
+            pack_s: 24.0,
         }
     }
 }
@@ -66,6 +74,9 @@ impl AsrConfig {
         }
         if self.max_window_s != 0.0 && !(2.0..=30.0).contains(&self.max_window_s) {
             return Err("asr.max_window_s must be 0 or between 2 and 30 seconds".into());
+        }
+        if self.pack_s != 0.0 && !(5.0..=29.0).contains(&self.pack_s) {
+            return Err("asr.pack_s must be 0 or between 5 and 29 seconds".into());
         }
         if !(0.0..=1.0).contains(&self.no_speech_threshold) {
             return Err("asr.no_speech_threshold must be in [0, 1]".into());
@@ -90,6 +101,17 @@ impl AsrConfig {
 /// second of audio went from 65 ms to over 1 s with two calls). Serialised,
 /// each decode gets all the cores and concurrent calls take turns.
 static DECODE_GATE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Hold the cores for a burst of other model work (VAD, speaker and text
+/// encoders) in offline scoring, where those stages run beside the
+/// recogniser: they wait for a decode to end instead of taking a core from
+/// it. whisper.cpp's threads spin at every step while one of them is
+/// descheduled, so sharing 2 cores with a 1-thread ONNX model slowed
+/// whisper.cpp's own CLI from 1.0 s to 1.7 s on an 11 s file; taking turns
+/// costs only the other model's own time.
+pub fn exclusive() -> std::sync::MutexGuard<'static, ()> {
+    DECODE_GATE.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 /// A loaded whisper.cpp model, shared by every recogniser.
 #[derive(Clone)]
@@ -400,6 +422,9 @@ fn compression_ratio(text: &str) -> f32 {
 /// Encoder frames per second of audio (whisper: 1500 per 30 s).
 const CTX_PER_SECOND: f64 = 50.0;
 
+/// Whisper's whole encoder window, 30 s.
+const FULL_CTX: i32 = 1500;
+
 fn audio_ctx_for(seconds: f64) -> i32 {
     // About twice the audio plus a margin, rounded up to 64: shorter windows
     // loop (measured: 256 frames looped on a 3.5 s clip, 384 did not).
@@ -705,15 +730,66 @@ impl WhisperAsr {
 
 impl Asr for WhisperAsr {
     fn transcribe(&mut self, audio: &[f32]) -> Result<Transcript, AsrError> {
-        self.transcribe_checked(audio)
+        let t0 = std::time::Instant::now();
+        let r = self.transcribe_checked(audio);
+        tracing::debug!(
+            "decoded {:.1} s alone: {} ms",
+            audio.len() as f64 / 16_000.0,
+            t0.elapsed().as_millis()
+        );
+        r
     }
 
     fn identify_language(&mut self, audio: &[f32], t: &mut Transcript) -> Result<(), AsrError> {
         self.check_language(audio, t)
     }
+
+    /// Clips laid end to end in one full-window decode when that costs
+    /// less encoder work than decoding each with its own shortened window;
+    /// a clip the shared decode left without words is decoded alone.
+    fn transcribe_packed(&mut self, clips: &[&[f32]]) -> Result<Vec<Transcript>, AsrError> {
+        let alone: i32 = clips
+            .iter()
+            .map(|c| self.encoder_frames(c.len() as f64 / 16_000.0))
+            .sum();
+        // A multilingual model detecting the language per turn decodes
+        // each turn alone (a window holds one language).
+        let per_turn_language = self.model.is_multilingual() && self.model.cfg.language == "auto";
+        if clips.len() < 2 || per_turn_language || alone <= FULL_CTX {
+            return clips.iter().map(|c| self.transcribe(c)).collect();
+        }
+        let gap = (super::PACK_GAP_S * 16_000.0) as usize;
+        let (window, offsets) = super::pack(clips, gap);
+        let lens: Vec<usize> = clips.iter().map(|c| c.len()).collect();
+        let t0 = std::time::Instant::now();
+        let (t, _) = self.decode(&window, None)?;
+        tracing::debug!(
+            "packed {} turns, {:.1} s, into one decode ({} encoder frames alone): {} ms",
+            clips.len(),
+            window.len() as f64 / 16_000.0,
+            alone,
+            t0.elapsed().as_millis()
+        );
+        let mut out = super::unpack(t, &offsets, &lens, gap);
+        for (t, clip) in out.iter_mut().zip(clips) {
+            if t.words.is_empty() && clip.len() >= 16_000 {
+                *t = self.transcribe(clip)?;
+            }
+        }
+        Ok(out)
+    }
 }
 
 impl WhisperAsr {
+    /// Encoder frames a clip of `seconds` costs decoded alone.
+    fn encoder_frames(&self, seconds: f64) -> i32 {
+        if self.model.cfg.adaptive_audio_ctx && seconds < 14.0 {
+            audio_ctx_for(seconds)
+        } else {
+            FULL_CTX
+        }
+    }
+
     fn transcribe_text(&mut self, audio: &[f32]) -> Result<Transcript, AsrError> {
         let seconds = audio.len() as f64 / 16_000.0;
         if self.model.cfg.adaptive_audio_ctx && seconds < 14.0 {

@@ -340,6 +340,7 @@ impl<'a, E: TextEncoder> AnalysisStage<'a, E> {
     /// Run until the recogniser's queue closes.
     pub fn run(mut self, rx: Receiver<AsrOut>, out: Sender<Ready>) -> Result<(), EngineError> {
         for r in rx.iter() {
+            let cores = self.shared.exclusive();
             let ready = match r {
                 AsrOut::Final {
                     job,
@@ -354,6 +355,7 @@ impl<'a, E: TextEncoder> AnalysisStage<'a, E> {
                     asr_ms,
                 } => self.partial(job, committed, tentative, asr_ms)?,
             };
+            drop(cores);
             let Some(ready) = ready else { continue };
             if out.send(ready).is_err() {
                 break;

@@ -42,10 +42,16 @@ pub(crate) struct AsrStage<'a, A: Asr> {
     shared: &'a Shared,
     /// Emit partial results (speculative decodes are kept either way).
     emit_partials: bool,
+    /// Decode consecutive finished turns together in shared windows of up
+    /// to this many samples, waiting for the next turns (0: never; offline
+    /// scoring only).
+    pack: usize,
+    /// A finished turn taken from the queue that did not fit the last pack.
+    held: Option<FinalJob>,
 }
 
 impl<'a, A: Asr> AsrStage<'a, A> {
-    pub fn new(rec: A, legs: usize, shared: &'a Shared, emit_partials: bool) -> Self {
+    pub fn new(rec: A, legs: usize, shared: &'a Shared, emit_partials: bool, pack_s: f64) -> Self {
         AsrStage {
             rec,
             pending: (0..legs).map(|_| None).collect(),
@@ -54,6 +60,8 @@ impl<'a, A: Asr> AsrStage<'a, A> {
             spec: (0..legs).map(|_| None).collect(),
             shared,
             emit_partials,
+            pack: (pack_s.max(0.0) * 16_000.0) as usize,
+            held: None,
         }
     }
 
@@ -105,7 +113,7 @@ impl<'a, A: Asr> AsrStage<'a, A> {
                 && c.audio_start == job.turn.audio_start
                 && c.samples == job.turn.samples.len()
         });
-        let (mut transcript, asr_ms, speculative) = match cached {
+        let (transcript, asr_ms, speculative) = match cached {
             Some(c) => {
                 self.shared
                     .counters
@@ -121,6 +129,60 @@ impl<'a, A: Asr> AsrStage<'a, A> {
                 (t, ms, false)
             }
         };
+        self.finish(job, transcript, asr_ms, speculative)
+    }
+
+    /// The finished turns that follow `first`, as many as fit one decode
+    /// window, decoded together (offline only: it waits for them).
+    fn final_pack(
+        &mut self,
+        first: FinalJob,
+        finals: &Receiver<FinalJob>,
+    ) -> Result<Vec<AsrOut>, EngineError> {
+        let gap = (crate::asr::PACK_GAP_S * 16_000.0) as usize;
+        let mut used = first.turn.samples.len();
+        let mut jobs = vec![first];
+        // Offline nobody waits for a turn's words: wait for the next turn
+        // until the window is full or the audio has ended.
+        while used < self.pack {
+            let Ok(next) = finals.recv() else {
+                break;
+            };
+            if used + gap + next.turn.samples.len() > self.pack {
+                self.held = Some(next);
+                break;
+            }
+            used += gap + next.turn.samples.len();
+            jobs.push(next);
+        }
+        if jobs.len() == 1 {
+            let job = jobs.pop().expect("one job");
+            return Ok(vec![self.final_turn(job)?]);
+        }
+        let t0 = Instant::now();
+        let clips: Vec<&[f32]> = jobs.iter().map(|j| &j.turn.samples[..]).collect();
+        let transcripts = self.rec.transcribe_packed(&clips)?;
+        let ms = elapsed_ms(t0);
+        Work::add(&self.shared.counters.work.asr_final, ms);
+        let total = clips.iter().map(|c| c.len()).sum::<usize>().max(1) as f32;
+        let shares: Vec<f32> = clips.iter().map(|c| ms * c.len() as f32 / total).collect();
+        jobs.into_iter()
+            .zip(transcripts)
+            .zip(shares)
+            .map(|((job, t), share)| self.finish(job, t, share, false))
+            .collect()
+    }
+
+    /// Language check, counters and partial bookkeeping for a decoded
+    /// final turn.
+    fn finish(
+        &mut self,
+        job: FinalJob,
+        mut transcript: Transcript,
+        asr_ms: f32,
+        speculative: bool,
+    ) -> Result<AsrOut, EngineError> {
+        let leg = job.turn.leg as usize;
         // A speculative decode already had its language checked while the
         // turn ran: the final does not wait for it again.
         let already_checked = speculative && transcript.language.is_some();
@@ -193,6 +255,9 @@ impl<'a, A: Asr> AsrStage<'a, A> {
     /// What to do next: a waiting final turn, else the oldest partial
     /// request, else wait for either.
     fn next(&mut self, finals: &Receiver<FinalJob>, partials: &mut Receiver<PartialJob>) -> Next {
+        if let Some(f) = self.held.take() {
+            return Next::Final(f);
+        }
         loop {
             match partials.try_recv() {
                 Ok(p) => self.stash(p),
@@ -225,6 +290,13 @@ impl<'a, A: Asr> AsrStage<'a, A> {
     ) -> Result<(), EngineError> {
         loop {
             let result = match self.next(&finals, &mut partials) {
+                Next::Final(f) if self.pack > 0 => {
+                    let results = self.final_pack(f, &finals)?;
+                    if results.into_iter().any(|r| out.send(r).is_err()) {
+                        break;
+                    }
+                    continue;
+                }
                 Next::Final(f) => self.final_turn(f)?,
                 Next::Partial(p) => match self.partial(p)? {
                     Some(r) => r,

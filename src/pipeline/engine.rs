@@ -126,7 +126,8 @@ impl RunOptions {
             max_seconds: None,
             stop: Arc::new(AtomicBool::new(false)),
             ring_seconds: 2.0,
-            final_queue: QUEUE_TURNS,
+            // Room for a full pack of short turns (asr.pack_s).
+            final_queue: 2 * QUEUE_TURNS,
             roles: None,
             speaker_segments: None,
             meta: Default::default(),

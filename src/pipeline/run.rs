@@ -145,7 +145,10 @@ where
     let (producer, consumer) = rtrb::RingBuffer::<f32>::new(ring_len);
     let capture_shared = Arc::new(CaptureShared::default());
     let capture = source.start(producer, capture_shared.clone(), opts.stop.clone())?;
-    let shared = Shared::default();
+    let shared = Shared {
+        serial: !opts.live,
+        ..Default::default()
+    };
     let roles = leg_roles(m.cfg, opts, legs);
     let conv = Conversation::new(
         &opts.call_id,
@@ -181,7 +184,13 @@ where
         let (finals, partials, asr_tx) = (q.finals.1, q.partials.1, q.asr.0);
         let asr = s.spawn(move || -> Result<(), EngineError> {
             let rec = m.asr.recognizer()?;
-            AsrStage::new(rec, legs, shared, opts.partial_interval.is_some())
+            // Offline, finished turns that wait are decoded together.
+            let pack_s = if opts.live {
+                0.0
+            } else {
+                m.cfg.asr.pack_s as f64
+            };
+            AsrStage::new(rec, legs, shared, opts.partial_interval.is_some(), pack_s)
                 .run(finals, partials, asr_tx)
         });
         let analysis = AnalysisStage::new(

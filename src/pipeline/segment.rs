@@ -142,6 +142,7 @@ impl<'a, V: VoiceDetector> SegmentStage<'a, V> {
             return Ok(());
         };
         let t0 = Instant::now();
+        let _cores = self.shared.exclusive();
         let mut out = Vec::with_capacity(turns.len());
         for t in turns.drain(..) {
             out.extend(sp.label(t)?);
@@ -203,7 +204,10 @@ impl<'a, V: VoiceDetector> SegmentStage<'a, V> {
     /// Segment one chunk; false when the recogniser has gone away.
     fn chunk(&mut self, chunk: Chunk16, turns: &mut Vec<TurnAudio>) -> Result<bool, EngineError> {
         let t0 = Instant::now();
-        self.seg.push(&chunk.samples, turns)?;
+        {
+            let _cores = self.shared.exclusive();
+            self.seg.push(&chunk.samples, turns)?;
+        }
         let ms = elapsed_ms(t0);
         self.ms += ms;
         Work::add(&self.shared.counters.work.vad, ms);
@@ -238,7 +242,10 @@ impl<'a, V: VoiceDetector> SegmentStage<'a, V> {
             }
         }
         let t0 = Instant::now();
-        self.seg.finish(&mut turns)?;
+        {
+            let _cores = self.shared.exclusive();
+            self.seg.finish(&mut turns)?;
+        }
         let ms = elapsed_ms(t0);
         self.ms += ms;
         Work::add(&self.shared.counters.work.vad, ms);

@@ -165,6 +165,17 @@ pub(crate) fn high_water<T>(mark: &AtomicUsize, tx: &Sender<T>) {
 pub(crate) struct Shared {
     pub gauge: Gauge,
     pub counters: Counters,
+    /// Offline: the stages' model work takes turns with the recogniser's
+    /// decodes ([`crate::asr::whisper::exclusive`]) instead of running
+    /// beside them.
+    pub serial: bool,
+}
+
+impl Shared {
+    /// Hold the cores for a burst of model work when the stages take turns.
+    pub fn exclusive(&self) -> Option<std::sync::MutexGuard<'static, ()>> {
+        self.serial.then(crate::asr::whisper::exclusive)
+    }
 }
 
 pub(crate) fn round1(v: f32) -> f32 {
