@@ -135,10 +135,16 @@ const LID_VOTES: usize = 3;
 const LID_MAX_EN_P: f32 = 0.2;
 /// Turns shorter than this are not used for language ID (seconds).
 const LID_MIN_S: f64 = 1.5;
-/// Language ID looks at the first 10.24 s of a turn: the encoder runs over
-/// 512 frames instead of Whisper's 30 s window of 1500, about a third of the
-/// work (the full window made language ID cost twice the decoding of a call).
-const LID_AUDIO_CTX: i32 = 512;
+/// Language ID looks at the first 5.12 s of a turn with the encoder over
+/// 320 frames (6.4 s) instead of Whisper's 30 s window of 1500: a fifth of
+/// the work (the full window made language ID cost twice the decoding of a
+/// call; 512 frames still cost Whisper base about 0.5 s per call here). The
+/// window keeps 1.28 s of silence after the audio: a turn cut exactly at
+/// the end of a 256-frame window was read as Latvian three times in 28
+/// files, a shorter turn never.
+const LID_AUDIO_CTX: i32 = 320;
+/// Seconds of a turn that language ID reads.
+const LID_WINDOW_S: f64 = 5.12;
 
 /// The language of a call decoded by an English-only model, from the mean
 /// of a few language-ID passes of a multilingual model over its first turns.
@@ -637,7 +643,7 @@ impl WhisperAsr {
             return Ok(());
         };
         let err = |e: whisper_rs::WhisperError| AsrError::Decode(format!("language ID: {e}"));
-        let window = (LID_AUDIO_CTX as f64 / CTX_PER_SECOND * 16_000.0) as usize;
+        let window = (LID_WINDOW_S * 16_000.0) as usize;
         let audio = &audio[..audio.len().min(window)];
         let (id, probs) = {
             let _gate = DECODE_GATE.lock().unwrap_or_else(|e| e.into_inner());
