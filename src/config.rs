@@ -23,7 +23,7 @@
 //! no_speech_threshold = 0.6
 //! max_window_s = 0.0       # decode turns longer than this in pieces cut at pauses; 0 = never
 //! temperature_fallback = true  # retry a failed temperature-0 decode hotter; keep it only if it passes
-//! pack_s = 24.0            # offline: decode waiting turns together in windows of up to this many seconds; 0 = never
+//! pack_s = 0.0             # offline: decode consecutive turns together in windows of up to this many seconds (24 is a good value); 0 = never
 //!
 //! [segment]
 //! threshold = 0.5

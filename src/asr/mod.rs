@@ -123,9 +123,37 @@ pub fn join_transcripts(parts: Vec<(f64, Transcript)>) -> Transcript {
 }
 
 /// Silence between clips packed into one decode window, seconds: long
-/// enough that Whisper ends a segment there, so a word's time says which
-/// clip it came from.
-pub const PACK_GAP_S: f64 = 1.0;
+/// enough that Whisper ends a segment there (with 1 s it often ran one
+/// segment across two turns, and then guessed the word times inside it a
+/// second and more off), so a word's time says which clip it came from.
+pub const PACK_GAP_S: f64 = 1.5;
+
+/// Which packed clips lie under a segment that runs across a gap: from
+/// well before one clip's end to well after the next clip's start. Word
+/// times inside such a segment are not to be trusted to tell the clips
+/// apart. "Well": by a third of the gap, because whisper.cpp starts a
+/// segment where the previous one ended, in the silence before its speech.
+pub fn crossed_gaps(segments: &[(f64, f64)], offsets: &[usize], lens: &[usize]) -> Vec<bool> {
+    const SR: f64 = 16_000.0;
+    let tol = PACK_GAP_S / 3.0;
+    let spans: Vec<(f64, f64)> = offsets
+        .iter()
+        .zip(lens)
+        .map(|(&o, &n)| (o as f64 / SR, (o + n) as f64 / SR))
+        .collect();
+    let mut crossed = vec![false; spans.len()];
+    for &(t0, t1) in segments {
+        let runs_across = spans
+            .windows(2)
+            .any(|w| t0 < w[0].1 - tol && t1 > w[1].0 + tol);
+        if runs_across {
+            for (c, &(a, b)) in crossed.iter_mut().zip(&spans) {
+                *c |= t1.min(b) - t0.max(a) > tol.min((b - a) / 2.0);
+            }
+        }
+    }
+    crossed
+}
 
 /// Lay `clips` end to end with `gap` samples of silence between them.
 /// Returns the window and each clip's offset in it.
@@ -143,13 +171,69 @@ pub fn pack(clips: &[&[f32]], gap: usize) -> (Vec<f32>, Vec<usize>) {
     (window, offsets)
 }
 
-/// Share a packed window's transcript out to its clips: each word goes to
-/// the clip whose span, widened by half a gap on each side, holds the
-/// word's middle; its times become relative to that clip and are kept
-/// inside it. Every clip gets the window's language and flags.
-pub fn unpack(t: Transcript, offsets: &[usize], lens: &[usize], gap: usize) -> Vec<Transcript> {
+/// The clip each segment of a packed window belongs to: the one its span
+/// overlaps most (None: none). Whole segments, not word times, tell the
+/// clips apart: whisper.cpp guesses the times of the words inside a
+/// segment, and puts the first ones early, in the silence before them.
+pub fn segment_clips(
+    segments: &[(f64, f64)],
+    offsets: &[usize],
+    lens: &[usize],
+) -> Vec<Option<usize>> {
     const SR: f64 = 16_000.0;
-    let half = gap as f64 / 2.0 / SR;
+    segments
+        .iter()
+        .map(|&(t0, t1)| {
+            offsets
+                .iter()
+                .zip(lens)
+                .map(|(&o, &n)| (t1.min((o + n) as f64 / SR) - t0.max(o as f64 / SR)).max(0.0))
+                .enumerate()
+                .filter(|(_, overlap)| *overlap > 0.0)
+                .max_by(|a, b| a.1.total_cmp(&b.1))
+                .map(|(i, _)| i)
+        })
+        .collect()
+}
+
+/// Re-anchor the word times of each segment that starts before its clip
+/// (in the silence after the previous one, as whisper.cpp's segments do):
+/// the segment's span is mapped linearly onto the part from the clip's
+/// start, so its first words are not all bunched at the clip's start. A
+/// turn decoded alone has its segment start at the turn's start; this
+/// gives a packed turn the same anchor.
+pub fn reanchor(
+    mut t: Transcript,
+    segments: &[(f64, f64)],
+    word_segment: &[usize],
+    offsets: &[usize],
+    owner: &[Option<usize>],
+) -> Transcript {
+    for (w, &s) in t.words.iter_mut().zip(word_segment) {
+        let (Some(&(t0, t1)), Some(Some(i))) = (segments.get(s), owner.get(s)) else {
+            continue;
+        };
+        let a = offsets[*i] as f64 / 16_000.0;
+        if t0 < a && t1 > a {
+            let map = |x: f64| a + (x - t0).max(0.0) * (t1 - a) / (t1 - t0);
+            w.start = map(w.start);
+            w.end = map(w.end).max(w.start);
+        }
+    }
+    t
+}
+
+/// Share a packed window's transcript out to its clips: word k goes to
+/// clip `clip_of_word[k]` (dropped when None or missing); its times become
+/// relative to that clip and are kept inside it. Every clip gets the
+/// window's language and flags.
+pub fn unpack(
+    t: Transcript,
+    offsets: &[usize],
+    lens: &[usize],
+    clip_of_word: &[Option<usize>],
+) -> Vec<Transcript> {
+    const SR: f64 = 16_000.0;
     let mut out: Vec<Transcript> = offsets
         .iter()
         .map(|_| Transcript {
@@ -159,12 +243,13 @@ pub fn unpack(t: Transcript, offsets: &[usize], lens: &[usize], gap: usize) -> V
             ..Default::default()
         })
         .collect();
-    for w in t.words {
-        let mid = (w.start + w.end) / 2.0;
-        let Some(i) = offsets.iter().zip(lens).position(|(&o, &n)| {
-            let (a, b) = (o as f64 / SR, (o + n) as f64 / SR);
-            mid >= a - half && mid < b + half
-        }) else {
+    for (k, w) in t.words.into_iter().enumerate() {
+        let Some(i) = clip_of_word
+            .get(k)
+            .copied()
+            .flatten()
+            .filter(|&i| i < out.len())
+        else {
             continue;
         };
         let (o, n) = (offsets[i] as f64 / SR, lens[i] as f64 / SR);
@@ -347,24 +432,31 @@ mod tests {
         assert_eq!(window[47_999], 0.0);
         assert_eq!(window[48_000], 0.2);
         assert_eq!(window[72_000], 0.3);
-        // Clip 0 spans 0-2 s, clip 1 3-3.5 s, clip 2 4.5-7.5 s.
+        let lens = [a.len(), b.len(), c.len()];
+        // Clip 0 spans 0-2 s, clip 1 3-3.5 s, clip 2 4.5-7.5 s. Each
+        // segment starts where the previous one ended, as whisper.cpp's do.
+        let segments = [(0.0, 2.2), (2.2, 3.6), (3.6, 7.5), (7.5, 8.0), (9.0, 9.5)];
+        let owner = segment_clips(&segments, &offsets, &lens);
+        // The last one overlaps no clip.
+        assert_eq!(owner, vec![Some(0), Some(1), Some(2), None, None]);
         let t = Transcript {
             text: String::new(),
             words: vec![
                 w("hello", 0.1, 0.6),
-                w("there", 1.9, 2.4), // middle 2.15: inside clip 0's half gap
-                w("yes", 2.9, 3.3),   // clip 1, starts before it: clamped to 0
-                w("no", 3.4, 4.1),    // middle 3.75: clip 1 (half gap), end clamped to 0.5 s
-                w("fine", 4.6, 5.0),  // clip 2
-                w("late", 7.4, 8.2),  // middle 7.8: inside clip 2's half gap, end clamped
-                w("stray", 9.0, 9.5), // beyond every clip: dropped
+                w("there", 1.9, 2.4), // ends after clip 0: clamped to 2 s
+                w("yes", 2.2, 3.3),   // guessed early, in the gap: clamped to 0
+                w("no", 3.4, 3.6),
+                w("fine", 3.6, 5.0), // clip 2 from its segment, start clamped
+                w("late", 7.4, 8.2), // end clamped to 3 s
+                w("stray", 9.0, 9.5),
             ],
             language: Some("en".into()),
             foreign: false,
             retried: true,
         };
-        let lens = [a.len(), b.len(), c.len()];
-        let out = unpack(t, &offsets, &lens, gap);
+        let seg_of_word = [0, 0, 1, 1, 2, 2, 4];
+        let clip_of_word: Vec<Option<usize>> = seg_of_word.iter().map(|&s| owner[s]).collect();
+        let out = unpack(t, &offsets, &lens, &clip_of_word);
         assert_eq!(out.len(), 3);
         assert_eq!(out[0].text, "hello there");
         assert_eq!(out[1].text, "yes no");
@@ -374,7 +466,8 @@ mod tests {
         assert_eq!(out[1].words[0].start, 0.0);
         assert!((out[1].words[0].end - 0.3).abs() < 1e-9);
         assert!((out[1].words[1].end - 0.5).abs() < 1e-9);
-        assert!((out[2].words[0].start - 0.1).abs() < 1e-9);
+        assert_eq!(out[2].words[0].start, 0.0);
+        assert!((out[2].words[0].end - 0.5).abs() < 1e-9);
         assert!((out[2].words[1].end - 3.0).abs() < 1e-9);
         for t in &out {
             assert_eq!(t.language.as_deref(), Some("en"));
@@ -383,6 +476,26 @@ mod tests {
                 assert!(x.start <= x.end);
             }
         }
+    }
+
+    #[test]
+    fn a_segment_across_a_gap_marks_the_clips_under_it() {
+        // Clips at 0-2 s, 3-3.5 s, 4.5-7.5 s and 8.5-9 s.
+        let offsets = [0, 48_000, 72_000, 136_000];
+        let lens = [32_000, 8_000, 48_000, 8_000];
+        // Each segment inside its clip (times a little loose, each starting
+        // where the previous one ended): nothing crossed.
+        let fine = [(0.0, 2.3), (2.3, 3.6), (3.6, 7.6), (7.6, 9.0)];
+        assert_eq!(crossed_gaps(&fine, &offsets, &lens), vec![false; 4]);
+        // One segment from clip 1 into clip 2.
+        let merged = [(0.0, 2.0), (2.0, 6.0), (6.0, 7.5), (7.5, 9.0)];
+        assert_eq!(
+            crossed_gaps(&merged, &offsets, &lens),
+            vec![false, true, true, false]
+        );
+        // One segment over everything.
+        assert_eq!(crossed_gaps(&[(0.0, 9.0)], &offsets, &lens), vec![true; 4]);
+        assert_eq!(crossed_gaps(&[], &offsets, &lens), vec![false; 4]);
     }
 
     #[test]

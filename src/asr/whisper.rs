@@ -46,7 +46,10 @@ pub struct AsrConfig {
     /// this many seconds, and gives each turn its words back by their
     /// times; 0 = every turn alone. Each decode pays a whole
     /// encoder pass, so short turns cost much less packed. Live calls never
-    /// pack (a turn's final does not wait for the next turn).
+    /// pack (a turn's final does not wait for the next turn). Off by
+    /// default: the words' times inside a packed turn are whisper.cpp's
+    /// guesses re-anchored on the turn (see [`super::reanchor`]), less sure
+    /// than a turn decoded alone, and audio redaction mutes words by them.
     pub pack_s: f32,
 }
 
@@ -61,7 +64,7 @@ impl Default for AsrConfig {
             use_gpu: true,
             max_window_s: 0.0,
             temperature_fallback: true,
-            pack_s: 24.0,
+            pack_s: 0.0,
         }
     }
 }
@@ -328,6 +331,8 @@ impl WhisperModel {
             lid: LanguageId::default(),
             decoded: LanguageVotes::default(),
             force_language: None,
+            segments: Vec::new(),
+            word_segment: Vec::new(),
         })
     }
 }
@@ -349,6 +354,10 @@ pub struct WhisperAsr {
     decoded: LanguageVotes,
     /// Decode in this language instead of the configured one.
     force_language: Option<String>,
+    /// Start and end (seconds) of the segments the last decode kept.
+    segments: Vec<(f64, f64)>,
+    /// The segment of each word the last decode returned.
+    word_segment: Vec<usize>,
 }
 
 /// Decoding parameters every decode starts from: the configured threads,
@@ -387,6 +396,10 @@ struct Pass {
     /// Every segment looked like no speech.
     silent: bool,
     language: Option<String>,
+    /// Start and end (seconds) of each segment kept.
+    segments: Vec<(f64, f64)>,
+    /// The segment of each word.
+    word_segment: Vec<usize>,
 }
 
 impl Pass {
@@ -481,9 +494,14 @@ impl WhisperAsr {
             } else {
                 first
             };
+        self.segments = pass.segments;
         let raw = pass.words;
         let texts: Vec<String> = raw.iter().map(|w| w.0.clone()).collect();
         let (keep, repeated) = repetition_filter(&texts);
+        self.word_segment = keep
+            .iter()
+            .filter_map(|&i| pass.word_segment.get(i).copied())
+            .collect();
         let words: Vec<AsrWord> = keep
             .into_iter()
             .filter_map(|i| raw.get(i))
@@ -613,12 +631,20 @@ impl WhisperAsr {
             if no_speech > cfg.no_speech_threshold && mean_p < 0.5 {
                 continue;
             }
+            pass.segments.push((
+                seg.start_timestamp().max(0) as f64 / 100.0,
+                seg.end_timestamp().max(0) as f64 / 100.0,
+            ));
+            let before = pass.words.len();
             pass.words.extend(
                 seg_words
                     .into_iter()
                     .filter(|w| !w.0.is_empty())
                     .map(|(b, s, e, p, n)| (String::from_utf8_lossy(&b).into_owned(), s, e, p, n)),
             );
+            let seg_index = pass.segments.len() - 1;
+            pass.word_segment
+                .extend(std::iter::repeat_n(seg_index, pass.words.len() - before));
         }
         pass.logprob = if tokens > 0 {
             logprob_sum / tokens as f32
@@ -769,16 +795,28 @@ impl Asr for WhisperAsr {
         let lens: Vec<usize> = clips.iter().map(|c| c.len()).collect();
         let t0 = std::time::Instant::now();
         let (t, _) = self.decode(&window, None)?;
+        // A segment that runs across a gap has word times Whisper guessed
+        // (off by a second and more): its turns are decoded alone.
+        let crossed = super::crossed_gaps(&self.segments, &offsets, &lens);
         tracing::debug!(
-            "packed {} turns, {:.1} s, into one decode ({} encoder frames alone): {} ms",
+            "packed {} turns, {:.1} s, into one decode ({} encoder frames alone): {} ms; {} turns \
+             under a segment that crosses a gap",
             clips.len(),
             window.len() as f64 / 16_000.0,
             alone,
-            t0.elapsed().as_millis()
+            t0.elapsed().as_millis(),
+            crossed.iter().filter(|c| **c).count()
         );
-        let mut out = super::unpack(t, &offsets, &lens, gap);
-        for (t, clip) in out.iter_mut().zip(clips) {
-            if t.words.is_empty() && clip.len() >= 16_000 {
+        let owner = super::segment_clips(&self.segments, &offsets, &lens);
+        let clip_of_word: Vec<Option<usize>> = self
+            .word_segment
+            .iter()
+            .map(|&s| owner.get(s).copied().flatten())
+            .collect();
+        let t = super::reanchor(t, &self.segments, &self.word_segment, &offsets, &owner);
+        let mut out = super::unpack(t, &offsets, &lens, &clip_of_word);
+        for ((t, clip), crossed) in out.iter_mut().zip(clips).zip(crossed) {
+            if crossed || (t.words.is_empty() && clip.len() >= 16_000) {
                 *t = self.transcribe(clip)?;
             }
         }
@@ -883,6 +921,8 @@ mod tests {
             compression,
             silent,
             language: None,
+            segments: vec![(0.0, 1.0)],
+            word_segment: vec![0],
         }
     }
 

@@ -126,8 +126,7 @@ impl RunOptions {
             max_seconds: None,
             stop: Arc::new(AtomicBool::new(false)),
             ring_seconds: 2.0,
-            // Room for a full pack of short turns (asr.pack_s).
-            final_queue: 2 * QUEUE_TURNS,
+            final_queue: QUEUE_TURNS,
             roles: None,
             speaker_segments: None,
             meta: Default::default(),

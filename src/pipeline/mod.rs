@@ -12,7 +12,7 @@
 //! |---|---|---|
 //! | capture ring | `live.ring_ms` of audio (2 s offline) | live sources drop the frames and count them (`frames_dropped`); files and stdin wait |
 //! | resampled chunks, per leg | [`QUEUE_CHUNKS`] | the resample stage waits (the ring absorbs it) |
-//! | finished turns | `live.final_queue` (2 × [`QUEUE_TURNS`] offline, room for a pack of short turns) | the segmenter waits: turns are never dropped; the wait backs up into the ring |
+//! | finished turns | `live.final_queue` ([`QUEUE_TURNS`] offline) | the segmenter waits: turns are never dropped; the wait backs up into the ring |
 //! | partial requests | 2 per leg | skipped and counted (`partials_skipped`); the ASR stage also keeps only the newest per leg and drops those of turns already final |
 //! | ASR results, events | [`QUEUE_TURNS`], [`QUEUE_EVENTS`] | the producer waits: events are never dropped |
 //!

@@ -28,6 +28,8 @@ struct FakeAsrModel {
     fail_on_call: Option<usize>,
     /// Language-ID passes.
     lid_calls: Arc<AtomicUsize>,
+    /// Each packed call: its clips' lengths in samples.
+    packs: Arc<std::sync::Mutex<Vec<Vec<usize>>>>,
 }
 
 struct FakeAsr(FakeAsrModel);
@@ -57,6 +59,15 @@ impl Asr for FakeAsr {
             retried: false,
             ..Default::default()
         })
+    }
+
+    fn transcribe_packed(&mut self, clips: &[&[f32]]) -> Result<Vec<Transcript>, AsrError> {
+        self.0
+            .packs
+            .lock()
+            .unwrap()
+            .push(clips.iter().map(|c| c.len()).collect());
+        clips.iter().map(|c| self.transcribe(c)).collect()
     }
 
     fn identify_language(&mut self, _audio: &[f32], t: &mut Transcript) -> Result<(), AsrError> {
@@ -179,7 +190,15 @@ fn run_with(
     source: MemorySource,
     opts: &RunOptions,
 ) -> Result<Run, EngineError> {
-    let cfg = Config::default();
+    run_with_cfg(asr, source, opts, Config::default())
+}
+
+fn run_with_cfg(
+    asr: &FakeAsrModel,
+    source: MemorySource,
+    opts: &RunOptions,
+    cfg: Config,
+) -> Result<Run, EngineError> {
     let rules = cfg.escalation.effective_rules().unwrap();
     let hints = cfg.assist.effective_rules().unwrap();
     let models = Models {
@@ -275,6 +294,46 @@ fn offline_every_turn_is_scored_in_order_and_nothing_is_dropped() {
     assert!(st.work_ms.asr_final >= 6.0 * 20.0, "{:?}", st.work_ms);
     assert_eq!(st.work_ms.asr_partial, 0.0);
     assert!(st.work_ms.resample > 0.0 && st.work_ms.vad > 0.0);
+}
+
+#[test]
+fn offline_packing_decodes_consecutive_turns_together_in_order() {
+    let asr = FakeAsrModel::default();
+    let mut cfg = Config::default();
+    cfg.asr.pack_s = 6.0;
+    let r = run_with_cfg(
+        &asr,
+        mono(bursts(10, 0.8, 0.8), None),
+        &RunOptions::offline("c"),
+        cfg,
+    )
+    .unwrap();
+    // Every turn once, in order, with its words.
+    assert_eq!(r.turns.len(), 10);
+    assert!(r.turns.windows(2).all(|w| w[0].start < w[1].start));
+    assert!(r.turns.iter().all(|t| t.text.contains("tone")));
+    let packs = asr.packs.lock().unwrap().clone();
+    assert_eq!(
+        packs.iter().map(|p| p.len()).sum::<usize>(),
+        10,
+        "{packs:?}"
+    );
+    assert!(packs.iter().any(|p| p.len() > 1), "{packs:?}");
+    // Each window, with 1.5 s between its turns, fits in 6 s.
+    let gap = (crate::asr::PACK_GAP_S * 16_000.0) as usize;
+    for p in &packs {
+        let window = p.iter().sum::<usize>() + gap * (p.len() - 1);
+        assert!(window <= 6 * 16_000, "{packs:?}");
+    }
+    // Live calls never pack.
+    let live = FakeAsrModel::default();
+    let mut cfg = Config::default();
+    cfg.asr.pack_s = 6.0;
+    let stop = Arc::new(AtomicBool::new(false));
+    let opts = RunOptions::live("l", &cfg, stop);
+    let r = run_with_cfg(&live, mono(bursts(4, 0.8, 0.8), Some(8.0)), &opts, cfg).unwrap();
+    assert_eq!(r.turns.len(), 4);
+    assert!(live.packs.lock().unwrap().is_empty());
 }
 
 #[test]
