@@ -479,6 +479,27 @@ mod tests {
     }
 
     #[test]
+    fn a_segment_that_starts_in_the_gap_is_reanchored_on_its_clip() {
+        // Clip 0 at 0-2 s, clip 1 at 3.5-6 s; segment 1 starts where
+        // segment 0 ended (2.0 s), 1.5 s before clip 1.
+        let offsets = [0, 56_000];
+        let segments = [(0.0, 2.0), (2.0, 6.0)];
+        let owner = [Some(0), Some(1)];
+        let t = Transcript {
+            words: vec![w("hi", 0.2, 0.6), w("my", 2.0, 2.4), w("line", 5.0, 6.0)],
+            ..Default::default()
+        };
+        let t = reanchor(t, &segments, &[0, 1, 1], &offsets, &owner);
+        // Word 0 lies in a segment that starts at its clip: unchanged.
+        assert_eq!((t.words[0].start, t.words[0].end), (0.2, 0.6));
+        // Segment 1's 2.0-6.0 s maps onto 3.5-6.0 s.
+        assert!((t.words[1].start - 3.5).abs() < 1e-9, "{:?}", t.words[1]);
+        assert!((t.words[1].end - 3.75).abs() < 1e-9, "{:?}", t.words[1]);
+        assert!((t.words[2].start - 5.375).abs() < 1e-9, "{:?}", t.words[2]);
+        assert!((t.words[2].end - 6.0).abs() < 1e-9, "{:?}", t.words[2]);
+    }
+
+    #[test]
     fn a_segment_across_a_gap_marks_the_clips_under_it() {
         // Clips at 0-2 s, 3-3.5 s, 4.5-7.5 s and 8.5-9 s.
         let offsets = [0, 48_000, 72_000, 136_000];
