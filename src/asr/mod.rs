@@ -113,13 +113,17 @@ pub fn join_transcripts(parts: Vec<(f64, Transcript)>) -> Transcript {
             out.language = t.language;
         }
     }
-    out.text = out
-        .words
+    out.text = words_text(&out.words);
+    out
+}
+
+/// A transcript's text: its words joined by spaces.
+pub fn words_text(words: &[AsrWord]) -> String {
+    words
         .iter()
         .map(|w| w.word.as_str())
         .collect::<Vec<_>>()
-        .join(" ");
-    out
+        .join(" ")
 }
 
 /// Silence between clips packed into one decode window, seconds: long
@@ -127,27 +131,23 @@ pub fn join_transcripts(parts: Vec<(f64, Transcript)>) -> Transcript {
 /// segment across two turns, and then guessed the word times inside it a
 /// second and more off), so a word's time says which clip it came from.
 pub const PACK_GAP_S: f64 = 1.5;
+/// [`PACK_GAP_S`] in samples at 16 kHz.
+pub const PACK_GAP: usize = (PACK_GAP_S * 16_000.0) as usize;
 
 /// Which packed clips lie under a segment that runs across a gap: from
 /// well before one clip's end to well after the next clip's start. Word
 /// times inside such a segment are not to be trusted to tell the clips
 /// apart. "Well": by a third of the gap, because whisper.cpp starts a
 /// segment where the previous one ended, in the silence before its speech.
-pub fn crossed_gaps(segments: &[(f64, f64)], offsets: &[usize], lens: &[usize]) -> Vec<bool> {
-    const SR: f64 = 16_000.0;
+pub fn crossed_gaps(segments: &[(f64, f64)], spans: &[(f64, f64)]) -> Vec<bool> {
     let tol = PACK_GAP_S / 3.0;
-    let spans: Vec<(f64, f64)> = offsets
-        .iter()
-        .zip(lens)
-        .map(|(&o, &n)| (o as f64 / SR, (o + n) as f64 / SR))
-        .collect();
     let mut crossed = vec![false; spans.len()];
     for &(t0, t1) in segments {
         let runs_across = spans
             .windows(2)
             .any(|w| t0 < w[0].1 - tol && t1 > w[1].0 + tol);
         if runs_across {
-            for (c, &(a, b)) in crossed.iter_mut().zip(&spans) {
+            for (c, &(a, b)) in crossed.iter_mut().zip(spans) {
                 *c |= t1.min(b) - t0.max(a) > tol.min((b - a) / 2.0);
             }
         }
@@ -155,39 +155,35 @@ pub fn crossed_gaps(segments: &[(f64, f64)], offsets: &[usize], lens: &[usize]) 
     crossed
 }
 
-/// Lay `clips` end to end with `gap` samples of silence between them.
-/// Returns the window and each clip's offset in it.
-pub fn pack(clips: &[&[f32]], gap: usize) -> (Vec<f32>, Vec<usize>) {
+/// Lay 16 kHz `clips` end to end with `gap` samples of silence between
+/// them. Returns the window and each clip's span in it, in seconds.
+pub fn pack(clips: &[&[f32]], gap: usize) -> (Vec<f32>, Vec<(f64, f64)>) {
+    const SR: f64 = 16_000.0;
     let total = clips.iter().map(|c| c.len()).sum::<usize>() + gap * clips.len().saturating_sub(1);
     let mut window = Vec::with_capacity(total);
-    let mut offsets = Vec::with_capacity(clips.len());
+    let mut spans = Vec::with_capacity(clips.len());
     for (i, c) in clips.iter().enumerate() {
         if i > 0 {
             window.resize(window.len() + gap, 0.0);
         }
-        offsets.push(window.len());
+        let start = window.len();
         window.extend_from_slice(c);
+        spans.push((start as f64 / SR, window.len() as f64 / SR));
     }
-    (window, offsets)
+    (window, spans)
 }
 
 /// The clip each segment of a packed window belongs to: the one its span
 /// overlaps most (None: none). Whole segments, not word times, tell the
 /// clips apart: whisper.cpp guesses the times of the words inside a
 /// segment, and puts the first ones early, in the silence before them.
-pub fn segment_clips(
-    segments: &[(f64, f64)],
-    offsets: &[usize],
-    lens: &[usize],
-) -> Vec<Option<usize>> {
-    const SR: f64 = 16_000.0;
+pub fn segment_clips(segments: &[(f64, f64)], spans: &[(f64, f64)]) -> Vec<Option<usize>> {
     segments
         .iter()
         .map(|&(t0, t1)| {
-            offsets
+            spans
                 .iter()
-                .zip(lens)
-                .map(|(&o, &n)| (t1.min((o + n) as f64 / SR) - t0.max(o as f64 / SR)).max(0.0))
+                .map(|&(a, b)| (t1.min(b) - t0.max(a)).max(0.0))
                 .enumerate()
                 .filter(|(_, overlap)| *overlap > 0.0)
                 .max_by(|a, b| a.1.total_cmp(&b.1))
@@ -206,14 +202,14 @@ pub fn reanchor(
     mut t: Transcript,
     segments: &[(f64, f64)],
     word_segment: &[usize],
-    offsets: &[usize],
+    spans: &[(f64, f64)],
     owner: &[Option<usize>],
 ) -> Transcript {
     for (w, &s) in t.words.iter_mut().zip(word_segment) {
         let (Some(&(t0, t1)), Some(Some(i))) = (segments.get(s), owner.get(s)) else {
             continue;
         };
-        let a = offsets[*i] as f64 / 16_000.0;
+        let a = spans[*i].0;
         if t0 < a && t1 > a {
             let map = |x: f64| a + (x - t0).max(0.0) * (t1 - a) / (t1 - t0);
             w.start = map(w.start);
@@ -229,12 +225,10 @@ pub fn reanchor(
 /// window's language and flags.
 pub fn unpack(
     t: Transcript,
-    offsets: &[usize],
-    lens: &[usize],
+    spans: &[(f64, f64)],
     clip_of_word: &[Option<usize>],
 ) -> Vec<Transcript> {
-    const SR: f64 = 16_000.0;
-    let mut out: Vec<Transcript> = offsets
+    let mut out: Vec<Transcript> = spans
         .iter()
         .map(|_| Transcript {
             language: t.language.clone(),
@@ -252,7 +246,7 @@ pub fn unpack(
         else {
             continue;
         };
-        let (o, n) = (offsets[i] as f64 / SR, lens[i] as f64 / SR);
+        let (o, n) = (spans[i].0, spans[i].1 - spans[i].0);
         let start = (w.start - o).clamp(0.0, n);
         out[i].words.push(AsrWord {
             start,
@@ -261,12 +255,7 @@ pub fn unpack(
         });
     }
     for c in &mut out {
-        c.text = c
-            .words
-            .iter()
-            .map(|w| w.word.as_str())
-            .collect::<Vec<_>>()
-            .join(" ");
+        c.text = words_text(&c.words);
     }
     out
 }
@@ -426,17 +415,16 @@ mod tests {
             vec![0.3f32; 48_000],
         );
         let gap = 16_000;
-        let (window, offsets) = pack(&[&a, &b, &c], gap);
+        let (window, spans) = pack(&[&a, &b, &c], gap);
         assert_eq!(window.len(), 32_000 + 8_000 + 48_000 + 2 * gap);
-        assert_eq!(offsets, vec![0, 48_000, 72_000]);
+        assert_eq!(spans, vec![(0.0, 2.0), (3.0, 3.5), (4.5, 7.5)]);
         assert_eq!(window[47_999], 0.0);
         assert_eq!(window[48_000], 0.2);
         assert_eq!(window[72_000], 0.3);
-        let lens = [a.len(), b.len(), c.len()];
         // Clip 0 spans 0-2 s, clip 1 3-3.5 s, clip 2 4.5-7.5 s. Each
         // segment starts where the previous one ended, as whisper.cpp's do.
         let segments = [(0.0, 2.2), (2.2, 3.6), (3.6, 7.5), (7.5, 8.0), (9.0, 9.5)];
-        let owner = segment_clips(&segments, &offsets, &lens);
+        let owner = segment_clips(&segments, &spans);
         // The last one overlaps no clip.
         assert_eq!(owner, vec![Some(0), Some(1), Some(2), None, None]);
         let t = Transcript {
@@ -456,7 +444,7 @@ mod tests {
         };
         let seg_of_word = [0, 0, 1, 1, 2, 2, 4];
         let clip_of_word: Vec<Option<usize>> = seg_of_word.iter().map(|&s| owner[s]).collect();
-        let out = unpack(t, &offsets, &lens, &clip_of_word);
+        let out = unpack(t, &spans, &clip_of_word);
         assert_eq!(out.len(), 3);
         assert_eq!(out[0].text, "hello there");
         assert_eq!(out[1].text, "yes no");
@@ -482,14 +470,14 @@ mod tests {
     fn a_segment_that_starts_in_the_gap_is_reanchored_on_its_clip() {
         // Clip 0 at 0-2 s, clip 1 at 3.5-6 s; segment 1 starts where
         // segment 0 ended (2.0 s), 1.5 s before clip 1.
-        let offsets = [0, 56_000];
+        let spans = [(0.0, 2.0), (3.5, 6.0)];
         let segments = [(0.0, 2.0), (2.0, 6.0)];
         let owner = [Some(0), Some(1)];
         let t = Transcript {
             words: vec![w("hi", 0.2, 0.6), w("my", 2.0, 2.4), w("line", 5.0, 6.0)],
             ..Default::default()
         };
-        let t = reanchor(t, &segments, &[0, 1, 1], &offsets, &owner);
+        let t = reanchor(t, &segments, &[0, 1, 1], &spans, &owner);
         // Word 0 lies in a segment that starts at its clip: unchanged.
         assert_eq!((t.words[0].start, t.words[0].end), (0.2, 0.6));
         // Segment 1's 2.0-6.0 s maps onto 3.5-6.0 s.
@@ -502,21 +490,20 @@ mod tests {
     #[test]
     fn a_segment_across_a_gap_marks_the_clips_under_it() {
         // Clips at 0-2 s, 3-3.5 s, 4.5-7.5 s and 8.5-9 s.
-        let offsets = [0, 48_000, 72_000, 136_000];
-        let lens = [32_000, 8_000, 48_000, 8_000];
+        let spans = [(0.0, 2.0), (3.0, 3.5), (4.5, 7.5), (8.5, 9.0)];
         // Each segment inside its clip (times a little loose, each starting
         // where the previous one ended): nothing crossed.
         let fine = [(0.0, 2.3), (2.3, 3.6), (3.6, 7.6), (7.6, 9.0)];
-        assert_eq!(crossed_gaps(&fine, &offsets, &lens), vec![false; 4]);
+        assert_eq!(crossed_gaps(&fine, &spans), vec![false; 4]);
         // One segment from clip 1 into clip 2.
         let merged = [(0.0, 2.0), (2.0, 6.0), (6.0, 7.5), (7.5, 9.0)];
         assert_eq!(
-            crossed_gaps(&merged, &offsets, &lens),
+            crossed_gaps(&merged, &spans),
             vec![false, true, true, false]
         );
         // One segment over everything.
-        assert_eq!(crossed_gaps(&[(0.0, 9.0)], &offsets, &lens), vec![true; 4]);
-        assert_eq!(crossed_gaps(&[], &offsets, &lens), vec![false; 4]);
+        assert_eq!(crossed_gaps(&[(0.0, 9.0)], &spans), vec![true; 4]);
+        assert_eq!(crossed_gaps(&[], &spans), vec![false; 4]);
     }
 
     #[test]

@@ -331,8 +331,6 @@ impl WhisperModel {
             lid: LanguageId::default(),
             decoded: LanguageVotes::default(),
             force_language: None,
-            segments: Vec::new(),
-            word_segment: Vec::new(),
         })
     }
 }
@@ -354,10 +352,15 @@ pub struct WhisperAsr {
     decoded: LanguageVotes,
     /// Decode in this language instead of the configured one.
     force_language: Option<String>,
-    /// Start and end (seconds) of the segments the last decode kept.
-    segments: Vec<(f64, f64)>,
-    /// The segment of each word the last decode returned.
-    word_segment: Vec<usize>,
+}
+
+/// Where a decode's segments lie, and which one each word it returned
+/// came from (packed decodes give turns their words by segment).
+struct Segments {
+    /// Start and end of each segment kept, seconds.
+    spans: Vec<(f64, f64)>,
+    /// The segment of each returned word.
+    of_word: Vec<usize>,
 }
 
 /// Decoding parameters every decode starts from: the configured threads,
@@ -452,11 +455,13 @@ fn audio_ctx_for(seconds: f64) -> i32 {
 }
 
 impl WhisperAsr {
+    /// One decode: the transcript, whether repeats were removed from it,
+    /// and its segments.
     fn decode(
         &mut self,
         audio: &[f32],
         audio_ctx: Option<i32>,
-    ) -> Result<(Transcript, bool), AsrError> {
+    ) -> Result<(Transcript, bool, Segments), AsrError> {
         let seconds = audio.len() as f64 / 16_000.0;
         // whisper.cpp needs at least ~1 s; pad short turns with silence.
         let padded;
@@ -494,14 +499,16 @@ impl WhisperAsr {
             } else {
                 first
             };
-        self.segments = pass.segments;
         let raw = pass.words;
         let texts: Vec<String> = raw.iter().map(|w| w.0.clone()).collect();
         let (keep, repeated) = repetition_filter(&texts);
-        self.word_segment = keep
-            .iter()
-            .filter_map(|&i| pass.word_segment.get(i).copied())
-            .collect();
+        let segments = Segments {
+            spans: pass.segments,
+            of_word: keep
+                .iter()
+                .filter_map(|&i| pass.word_segment.get(i).copied())
+                .collect(),
+        };
         let words: Vec<AsrWord> = keep
             .into_iter()
             .filter_map(|i| raw.get(i))
@@ -512,20 +519,16 @@ impl WhisperAsr {
                 probability: (p / (*n).max(1) as f32).clamp(0.0, 1.0),
             })
             .collect();
-        let text = words
-            .iter()
-            .map(|w| w.word.as_str())
-            .collect::<Vec<_>>()
-            .join(" ");
         Ok((
             Transcript {
-                text,
+                text: super::words_text(&words),
                 words,
                 retried: false,
                 language: pass.language,
                 foreign: false,
             },
             repeated,
+            segments,
         ))
     }
 
@@ -790,14 +793,12 @@ impl Asr for WhisperAsr {
         if clips.len() < 2 || per_turn_language || alone <= FULL_CTX {
             return clips.iter().map(|c| self.transcribe(c)).collect();
         }
-        let gap = (super::PACK_GAP_S * 16_000.0) as usize;
-        let (window, offsets) = super::pack(clips, gap);
-        let lens: Vec<usize> = clips.iter().map(|c| c.len()).collect();
+        let (window, spans) = super::pack(clips, super::PACK_GAP);
         let t0 = std::time::Instant::now();
-        let (t, _) = self.decode(&window, None)?;
+        let (t, _, segments) = self.decode(&window, None)?;
         // A segment that runs across a gap has word times Whisper guessed
         // (off by a second and more): its turns are decoded alone.
-        let crossed = super::crossed_gaps(&self.segments, &offsets, &lens);
+        let crossed = super::crossed_gaps(&segments.spans, &spans);
         tracing::debug!(
             "packed {} turns, {:.1} s, into one decode ({} encoder frames alone): {} ms; {} turns \
              under a segment that crosses a gap",
@@ -807,14 +808,14 @@ impl Asr for WhisperAsr {
             t0.elapsed().as_millis(),
             crossed.iter().filter(|c| **c).count()
         );
-        let owner = super::segment_clips(&self.segments, &offsets, &lens);
-        let clip_of_word: Vec<Option<usize>> = self
-            .word_segment
+        let owner = super::segment_clips(&segments.spans, &spans);
+        let clip_of_word: Vec<Option<usize>> = segments
+            .of_word
             .iter()
             .map(|&s| owner.get(s).copied().flatten())
             .collect();
-        let t = super::reanchor(t, &self.segments, &self.word_segment, &offsets, &owner);
-        let mut out = super::unpack(t, &offsets, &lens, &clip_of_word);
+        let t = super::reanchor(t, &segments.spans, &segments.of_word, &spans, &owner);
+        let mut out = super::unpack(t, &spans, &clip_of_word);
         for ((t, clip), crossed) in out.iter_mut().zip(clips).zip(crossed) {
             if crossed || (t.words.is_empty() && clip.len() >= 16_000) {
                 *t = self.transcribe(clip)?;
@@ -825,25 +826,26 @@ impl Asr for WhisperAsr {
 }
 
 impl WhisperAsr {
+    /// The shortened encoder window a clip of `seconds` is decoded with
+    /// first, if any.
+    fn adaptive_ctx(&self, seconds: f64) -> Option<i32> {
+        (self.model.cfg.adaptive_audio_ctx && seconds < 14.0).then(|| audio_ctx_for(seconds))
+    }
+
     /// Encoder frames a clip of `seconds` costs decoded alone.
     fn encoder_frames(&self, seconds: f64) -> i32 {
-        if self.model.cfg.adaptive_audio_ctx && seconds < 14.0 {
-            audio_ctx_for(seconds)
-        } else {
-            FULL_CTX
-        }
+        self.adaptive_ctx(seconds).unwrap_or(FULL_CTX)
     }
 
     fn transcribe_text(&mut self, audio: &[f32]) -> Result<Transcript, AsrError> {
         let seconds = audio.len() as f64 / 16_000.0;
-        if self.model.cfg.adaptive_audio_ctx && seconds < 14.0 {
-            let ctx = audio_ctx_for(seconds);
-            let (t, repeated) = self.decode(audio, Some(ctx))?;
+        if let Some(ctx) = self.adaptive_ctx(seconds) {
+            let (t, repeated, _) = self.decode(audio, Some(ctx))?;
             let words_per_s = t.words.len() as f64 / seconds.max(0.5);
             if !repeated && words_per_s < 6.0 {
                 return Ok(t);
             }
-            let (mut t, _) = self.decode(audio, None)?;
+            let (mut t, _, _) = self.decode(audio, None)?;
             t.retried = true;
             return Ok(t);
         }

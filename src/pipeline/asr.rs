@@ -139,7 +139,7 @@ impl<'a, A: Asr> AsrStage<'a, A> {
         first: FinalJob,
         finals: &Receiver<FinalJob>,
     ) -> Result<Vec<AsrOut>, EngineError> {
-        let gap = (crate::asr::PACK_GAP_S * 16_000.0) as usize;
+        let gap = crate::asr::PACK_GAP;
         let mut used = first.turn.samples.len();
         let mut jobs = vec![first];
         // Offline nobody waits for a turn's words: wait for the next turn

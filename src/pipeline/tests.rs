@@ -320,7 +320,7 @@ fn offline_packing_decodes_consecutive_turns_together_in_order() {
     );
     assert!(packs.iter().any(|p| p.len() > 1), "{packs:?}");
     // Each window, with 1.5 s between its turns, fits in 6 s.
-    let gap = (crate::asr::PACK_GAP_S * 16_000.0) as usize;
+    let gap = crate::asr::PACK_GAP;
     for p in &packs {
         let window = p.iter().sum::<usize>() + gap * (p.len() - 1);
         assert!(window <= 6 * 16_000, "{packs:?}");
