@@ -58,6 +58,19 @@ fn spawn_lines(mut cmd: Command) -> (Proc, Receiver<String>) {
     (Proc(c), rx)
 }
 
+/// `nats-server -js` on loopback `port`, storing under `dir`, once it is
+/// ready. Returns the process and its URL.
+fn nats_server(dir: &std::path::Path, port: u16) -> (Proc, String) {
+    let mut cmd = Command::new("nats-server");
+    cmd.args(["-js", "-sd"])
+        .arg(dir.join("js"))
+        .args(["-a", "127.0.0.1", "-p", &port.to_string()]);
+    let (p, rx) = spawn_lines(cmd);
+    wait_for(&rx, "Server is ready", 30, &mut Vec::new());
+    std::thread::spawn(move || for _ in rx {});
+    (p, format!("nats://127.0.0.1:{port}"))
+}
+
 /// Lines until one contains `what` (all lines seen are kept in `log`).
 fn wait_for(rx: &Receiver<String>, what: &str, secs: u64, log: &mut Vec<String>) -> String {
     let t = Instant::now();
@@ -143,22 +156,7 @@ fn two_workers_a_crash_and_a_poison_job_every_result_exactly_once() {
         "nats-server is needed (Debian package nats-server; .ci/run installs it)"
     );
     let d = tempfile::tempdir().unwrap();
-    let port = 14_222;
-    let url = format!("nats://127.0.0.1:{port}");
-    let mut nats_cmd = Command::new("nats-server");
-    nats_cmd.args([
-        "-js",
-        "-sd",
-        d.path().join("js").to_str().unwrap(),
-        "-a",
-        "127.0.0.1",
-        "-p",
-        &port.to_string(),
-    ]);
-    let (_nats, nats_rx) = spawn_lines(nats_cmd);
-    let mut log = Vec::new();
-    wait_for(&nats_rx, "Server is ready", 30, &mut log);
-    std::thread::spawn(move || for _ in nats_rx {});
+    let (_nats, url) = nats_server(d.path(), 14_222);
 
     let rec_dir = d.path().join("rec");
     std::fs::create_dir_all(&rec_dir).unwrap();
@@ -418,21 +416,9 @@ fn kamailio_spreads_six_live_calls_over_two_sip_workers_and_serve_sees_them() {
         }
     };
     let d = tempfile::tempdir().unwrap();
-    let url = "nats://127.0.0.1:14223";
-    let mut nats_cmd = Command::new("nats-server");
-    nats_cmd.args([
-        "-js",
-        "-sd",
-        d.path().join("js").to_str().unwrap(),
-        "-a",
-        "127.0.0.1",
-        "-p",
-        "14223",
-    ]);
-    let (_nats, nats_rx) = spawn_lines(nats_cmd);
+    let (_nats, url) = nats_server(d.path(), 14_223);
+    let url = url.as_str();
     let mut log = Vec::new();
-    wait_for(&nats_rx, "Server is ready", 30, &mut log);
-    std::thread::spawn(move || for _ in nats_rx {});
 
     let mut serve = bin();
     serve.args([
