@@ -405,16 +405,6 @@ fn kamailio_spreads_six_live_calls_over_two_sip_workers_and_serve_sees_them() {
             "{tool} is needed (Debian package {pkg}; .ci/run installs it)"
         );
     }
-    let uid = String::from_utf8(Command::new("id").arg("-u").output().unwrap().stdout).unwrap();
-    let root_cmd = |prog: &str| -> Command {
-        if uid.trim() == "0" {
-            Command::new(prog)
-        } else {
-            let mut c = Command::new("sudo");
-            c.args(["-n", prog]);
-            c
-        }
-    };
     let d = tempfile::tempdir().unwrap();
     let (_nats, url) = nats_server(d.path(), 14_223);
     let url = url.as_str();
@@ -499,7 +489,6 @@ fn kamailio_spreads_six_live_calls_over_two_sip_workers_and_serve_sees_them() {
     assert!(hello.contains("\"hello\""), "{hello}");
 
     // Six calls at once, each playing 10 s of a fixture from a pcap.
-    let scenario = std::fs::read_to_string(root().join("tests/sipp/uac_pcap.xml")).unwrap();
     let mut sipps = Vec::new();
     for i in 0..6 {
         let dir = d.path().join(format!("call{i}"));
@@ -524,39 +513,16 @@ fn kamailio_spreads_six_live_calls_over_two_sip_workers_and_serve_sees_them() {
         );
         let rep: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         let packets = rep["streams"][0]["injected"]["packets"].as_u64().unwrap();
-        let xml = scenario
-            .replace("PAUSE_MS", &(packets * 20 + 1500).to_string())
-            .replace("PAYLOADS", "0 8")
-            .replace("LABEL0", "agent")
-            .replace("LABEL1", "customer");
-        std::fs::write(dir.join("uac.xml"), xml).unwrap();
-        let child = root_cmd("sipp")
-            .current_dir(&dir)
-            .args([
-                "127.0.0.1:5180",
-                "-sf",
-                "uac.xml",
-                "-i",
-                "127.0.0.1",
-                "-p",
-                &(5280 + i).to_string(),
-                "-mp",
-                &(6300 + 100 * i).to_string(),
-                "-s",
-                "support",
-                "-m",
-                "1",
-                "-cid_str",
-                &format!("kcall{i}-%u-%p@%s"),
-                "-nostdin",
-                "-timeout",
-                "120s",
-                "-timeout_error",
-            ])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+        let child = sipp_uac(
+            &dir,
+            "127.0.0.1:5180",
+            packets,
+            "0 8",
+            ["agent", "customer"],
+            5280 + i as u16,
+            6300 + 100 * i as u16,
+            &format!("kcall{i}"),
+        );
         sipps.push(child);
     }
     for c in sipps {

@@ -659,15 +659,6 @@ fn sipp_places_three_concurrent_calls() {
     // sipp plays pcap audio through a raw socket and tshark captures the
     // loopback interface: both need root (or sudo without a password).
     let uid = String::from_utf8(Command::new("id").arg("-u").output().unwrap().stdout).unwrap();
-    let root_cmd = |prog: &str| -> Command {
-        if uid.trim() == "0" {
-            Command::new(prog)
-        } else {
-            let mut c = Command::new("sudo");
-            c.args(["-n", prog]);
-            c
-        }
-    };
     if uid.trim() != "0" {
         let ok = Command::new("sudo")
             .args(["-n", "true"])
@@ -682,7 +673,7 @@ fn sipp_places_three_concurrent_calls() {
     let out_dir = d.path().join("calls");
     let cap = d.path().join("loopback.pcapng");
     let mut shark = Killer(
-        root_cmd("tshark")
+        as_root("tshark")
             .args([
                 "-i",
                 "lo",
@@ -723,7 +714,6 @@ fn sipp_places_three_concurrent_calls() {
         ("call_friendly", "8 0", "pcma", ["agent", "customer"]),
         ("call_friendly", "0 8", "pcmu", ["customer", "agent"]),
     ];
-    let scenario = std::fs::read_to_string(root().join("tests/sipp/uac_pcap.xml")).unwrap();
     let mut sipps = Vec::new();
     let mut by_pid = std::collections::HashMap::new();
     for (i, (name, offer, codec, labels)) in calls.iter().enumerate() {
@@ -745,41 +735,17 @@ fn sipp_places_three_concurrent_calls() {
             to,
         ]);
         let packets = rep["streams"][0]["injected"]["packets"].as_u64().unwrap();
-        let pause = packets * 20 + 1500;
-        let xml = scenario
-            .replace("PAUSE_MS", &pause.to_string())
-            .replace("PAYLOADS", offer)
-            .replace("LABEL0", labels[0])
-            .replace("LABEL1", labels[1]);
-        std::fs::write(dir.join("uac.xml"), xml).unwrap();
-        let child = root_cmd("sipp")
-            .current_dir(&dir)
-            .args([
-                "127.0.0.1:5091",
-                "-sf",
-                "uac.xml",
-                "-i",
-                "127.0.0.1",
-                "-p",
-                &(5191 + i).to_string(),
-                "-mp",
-                &(6100 + 100 * i).to_string(),
-                "-s",
-                "support",
-                "-m",
-                "1",
-                // Call-IDs `callI-N-PID@IP`, to tell the three apart.
-                "-cid_str",
-                &format!("call{i}-%u-%p@%s"),
-                "-nostdin",
-                "-timeout",
-                "120s",
-                "-timeout_error",
-            ])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+        // Call-IDs `callI-N-PID@IP`, to tell the three apart.
+        let child = sipp_uac(
+            &dir,
+            "127.0.0.1:5091",
+            packets,
+            offer,
+            *labels,
+            5191 + i as u16,
+            6100 + 100 * i as u16,
+            &format!("call{i}"),
+        );
         // Its Call-ID starts with `callI-` (-cid_str).
         by_pid.insert(
             format!("call{i}"),

@@ -215,3 +215,67 @@ fn wer_normaliser_counts_what_it_should() {
     assert_eq!(wer("Four days offline", "4 days offline"), 0.0);
     assert!((wer("a b c d", "a x c") - 0.5).abs() < 1e-9);
 }
+
+/// `prog` as root: directly when the tests run as root, else through
+/// `sudo -n` (sipp and tshark need raw sockets).
+pub fn as_root(prog: &str) -> Command {
+    let uid = String::from_utf8(Command::new("id").arg("-u").output().unwrap().stdout).unwrap();
+    if uid.trim() == "0" {
+        Command::new(prog)
+    } else {
+        let mut c = Command::new("sudo");
+        c.args(["-n", prog]);
+        c
+    }
+}
+
+/// One sipp call placed from `dir` (which holds `call.pcap`, `packets` RTP
+/// packets long) to `target`, with `tests/sipp/uac_pcap.xml` offering
+/// `payloads` and labelling its two m= lines `labels`. sipp listens on
+/// `sip_port` and `media_port`; its Call-ID starts with `cid_prefix-`.
+#[allow(clippy::too_many_arguments)]
+pub fn sipp_uac(
+    dir: &Path,
+    target: &str,
+    packets: u64,
+    payloads: &str,
+    labels: [&str; 2],
+    sip_port: u16,
+    media_port: u16,
+    cid_prefix: &str,
+) -> std::process::Child {
+    let xml = std::fs::read_to_string(root().join("tests/sipp/uac_pcap.xml"))
+        .unwrap()
+        .replace("PAUSE_MS", &(packets * 20 + 1500).to_string())
+        .replace("PAYLOADS", payloads)
+        .replace("LABEL0", labels[0])
+        .replace("LABEL1", labels[1]);
+    std::fs::write(dir.join("uac.xml"), xml).unwrap();
+    as_root("sipp")
+        .current_dir(dir)
+        .args([
+            target,
+            "-sf",
+            "uac.xml",
+            "-i",
+            "127.0.0.1",
+            "-p",
+            &sip_port.to_string(),
+            "-mp",
+            &media_port.to_string(),
+            "-s",
+            "support",
+            "-m",
+            "1",
+            "-cid_str",
+            &format!("{cid_prefix}-%u-%p@%s"),
+            "-nostdin",
+            "-timeout",
+            "120s",
+            "-timeout_error",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
