@@ -331,11 +331,23 @@ fn is_numeral(w: &str) -> bool {
             ))
 }
 
+/// Hesitations people repeat for real ("uh, uh, uh").
+fn is_filler(w: &str) -> bool {
+    matches!(w, "uh" | "um" | "er" | "ah" | "mm" | "hmm" | "mhm")
+}
+
+/// Single words repeat for real ("words, words, words, words", "no, no, no"):
+/// a run of one word is a Whisper loop only from this many times, or when the
+/// decode stopped at its token bound inside it.
+const WORD_LOOP_REPS: usize = 5;
+
 /// Collapse runs where the same 1-8 word phrase repeats more than twice in a row
-/// (a Whisper failure mode), keeping the first two occurrences. Phrases made
-/// only of numerals (digit strings of card or phone numbers) are kept. Returns
-/// the kept word indices and whether anything was removed.
-pub fn repetition_filter(words: &[String]) -> (Vec<usize>, bool) {
+/// (a Whisper failure mode), keeping the first two occurrences. A single word
+/// is a loop only from [`WORD_LOOP_REPS`] times, or when it ends a decode
+/// that was `truncated` (stopped at its token bound); hesitations and phrases
+/// made only of numerals (digit strings of card or phone numbers) are kept.
+/// Returns the kept word indices and whether anything was removed.
+pub fn repetition_filter(words: &[String], truncated: bool) -> (Vec<usize>, bool) {
     let norm: Vec<String> = words
         .iter()
         .map(|w| {
@@ -360,9 +372,17 @@ pub fn repetition_filter(words: &[String]) -> (Vec<usize>, bool) {
                 })
                 .count()
                 + 1;
-            if reps > 2
-                && norm[i..i + n].iter().any(|w| !w.is_empty())
-                && !norm[i..i + n].iter().all(|w| is_numeral(w))
+            let phrase = &norm[i..i + n];
+            let loops = if n == 1 {
+                // The run ends the transcript when at most a partial repeat follows.
+                let ends = i + reps * n + n >= norm.len();
+                reps >= WORD_LOOP_REPS || (reps > 2 && ends && truncated)
+            } else {
+                reps > 2
+            };
+            if loops
+                && phrase.iter().any(|w| !w.is_empty())
+                && !phrase.iter().all(|w| is_numeral(w) || is_filler(w))
             {
                 keep.extend(i..i + 2 * n);
                 i += reps * n;
@@ -572,23 +592,37 @@ mod tests {
         let w = s(
             "and so my fellow Americans and so my fellow Americans and so my fellow Americans ask",
         );
-        let (keep, removed) = repetition_filter(&w);
+        let (keep, removed) = repetition_filter(&w, false);
         assert!(removed);
         assert_eq!(keep, (0..10).chain([15]).collect::<Vec<_>>());
-        let w = s("hello hello hello hello there");
-        let (keep, removed) = repetition_filter(&w);
+        let w = s("hello hello hello hello hello there");
+        let (keep, removed) = repetition_filter(&w, false);
         assert!(removed);
-        assert_eq!(keep, vec![0, 1, 4]);
+        assert_eq!(keep, vec![0, 1, 5]);
+        // A word repeated three times where the decode ran out of tokens,
+        // but not where the speaker stopped.
+        let w = s("so it is the same same same");
+        let (keep, removed) = repetition_filter(&w, true);
+        assert!(removed);
+        assert_eq!(keep, vec![0, 1, 2, 3, 4, 5]);
+        assert!(!repetition_filter(&w, false).1);
+        // A word said four times mid-sentence, and hesitations, are speech
+        // (mfa-acoustic: "here are some more words, words, words, words, and
+        // that should be all").
+        let w = s("some more words, words, words, words, and that should be all");
+        assert!(!repetition_filter(&w, false).1);
+        let w = s("Montreal, uh, uh, uh,");
+        assert!(!repetition_filter(&w, false).1);
         let w = s("thank you. thank you. thank you. bye");
-        let (keep, removed) = repetition_filter(&w);
+        let (keep, removed) = repetition_filter(&w, false);
         assert!(removed);
         assert_eq!(keep, vec![0, 1, 2, 3, 6]);
         let w = s("I said no, no, I really do not");
-        assert!(!repetition_filter(&w).1);
+        assert!(!repetition_filter(&w, false).1);
         // Card and phone numbers repeat digits for real.
         let w = s("it is 4111 1111 1111 1111 thanks");
-        assert!(!repetition_filter(&w).1);
+        assert!(!repetition_filter(&w, false).1);
         let w = s("four one one one, one one one one, one one one one");
-        assert!(!repetition_filter(&w).1);
+        assert!(!repetition_filter(&w, false).1);
     }
 }
