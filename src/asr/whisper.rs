@@ -138,16 +138,20 @@ const LID_VOTES: usize = 3;
 const LID_MAX_EN_P: f32 = 0.2;
 /// Turns shorter than this are not used for language ID (seconds).
 const LID_MIN_S: f64 = 1.5;
-/// Language ID looks at the first 5.12 s of a turn with the encoder over
-/// 320 frames (6.4 s) instead of Whisper's 30 s window of 1500: a fifth of
-/// the work (the full window made language ID cost twice the decoding of a
-/// call; 512 frames still cost Whisper base about 0.5 s per call here). The
-/// window keeps 1.28 s of silence after the audio: a turn cut exactly at
-/// the end of a 256-frame window was read as Latvian three times in 28
-/// files, a shorter turn never.
-const LID_AUDIO_CTX: i32 = 320;
+/// Language ID looks at the first 3.84 s of a turn with the encoder over
+/// 256 frames (5.12 s) instead of Whisper's 30 s window of 1500 (the full
+/// window made language ID cost twice the decoding of a call; 512 frames
+/// still cost Whisper base about 0.5 s per call here). The window keeps
+/// 1.28 s of silence after the audio: a turn cut exactly at the end of a
+/// 256-frame window was read as Latvian three times in 28 files, a shorter
+/// turn never. Measured on the 56 corpus files and the 11 espeak-ng
+/// fixtures: 320 frames over 5.12 s and 256 over 3.84 s decide English or
+/// not the same on every file, in four fifths of the time (about 0.23 s a
+/// pass here); 192 over 2.56 s also did, but misread single passes more
+/// (Latvian and Latin for German).
+const LID_AUDIO_CTX: i32 = 256;
 /// Seconds of a turn that language ID reads.
-const LID_WINDOW_S: f64 = 5.12;
+const LID_WINDOW_S: f64 = 3.84;
 
 /// The language of a call decoded by an English-only model, from the mean
 /// of a few language-ID passes of a multilingual model over its first turns.
