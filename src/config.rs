@@ -43,7 +43,7 @@
 //! [dynamics]                   # mood trend and shift detection (see intel::dynamics)
 //! ewma_alpha = 0.5
 //! cusum_k = 0.15
-//! cusum_h = 0.45
+//! cusum_h = 0.4
 //!
 //! [privacy]
 //! redact = false               # replace card/phone/e-mail/SSN/IBAN/account numbers by [TYPE]

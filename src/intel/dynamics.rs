@@ -37,7 +37,10 @@ impl Default for DynamicsConfig {
         DynamicsConfig {
             ewma_alpha: 0.5,
             cusum_k: 0.15,
-            cusum_h: 0.45,
+            // 0.45 let the escalation fixture's designed drop (neutral, then
+            // three angry turns) register only at exactly 0.450: a change in
+            // word times that moved one turn's mood by 0.008 lost it.
+            cusum_h: 0.4,
             min_turns: 2,
             jump: 1.0,
             negative_level: -0.2,
