@@ -374,8 +374,9 @@ pub fn repetition_filter(words: &[String], truncated: bool) -> (Vec<usize>, bool
                 + 1;
             let phrase = &norm[i..i + n];
             let loops = if n == 1 {
-                // The run ends the transcript when at most a partial repeat follows.
-                let ends = i + reps * n + n >= norm.len();
+                // The run ends the transcript when at most one word (the
+                // cut-off next repeat) follows it.
+                let ends = i + reps + 1 >= norm.len();
                 reps >= WORD_LOOP_REPS || (reps > 2 && ends && truncated)
             } else {
                 reps > 2

@@ -586,10 +586,10 @@ impl WhisperAsr {
         } else {
             p.set_language(Some("en"));
         }
+        // Bound the output by the audio length: ~4 words/s at most, ~1.5 tokens a word.
         let max_tokens = (12.0 + seconds * 8.0) as i32;
         if let Some(ctx) = audio_ctx {
             p.set_audio_ctx(ctx);
-            // Bound the output by the audio length: ~4 words/s at most, ~1.5 tokens a word.
             p.set_max_tokens(max_tokens);
             p.set_single_segment(true);
         }
@@ -857,8 +857,8 @@ impl WhisperAsr {
     /// The shortened encoder window a clip of `seconds` is decoded with
     /// first, if any.
     fn adaptive_ctx(&self, seconds: f64) -> Option<i32> {
-        (self.model.cfg.adaptive_audio_ctx && audio_ctx_for(seconds) < FULL_CTX)
-            .then(|| audio_ctx_for(seconds))
+        Some(audio_ctx_for(seconds))
+            .filter(|&ctx| self.model.cfg.adaptive_audio_ctx && ctx < FULL_CTX)
     }
 
     /// Encoder frames a clip of `seconds` costs decoded alone.
