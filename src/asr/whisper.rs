@@ -453,6 +453,10 @@ const CTX_PER_SECOND: f64 = 50.0;
 /// Whisper's whole encoder window, 30 s.
 const FULL_CTX: i32 = 1500;
 
+/// A turn at least this long (seconds, pads included) that a shortened
+/// window decodes to nothing is decoded again with the whole window.
+const EMPTY_RETRY_S: f64 = 2.0;
+
 /// Encoder frames of silence kept after the audio in a shortened window.
 const CTX_MARGIN: f64 = 128.0;
 
@@ -658,6 +662,10 @@ impl WhisperAsr {
             };
             all_silent &= no_speech > cfg.no_speech_threshold;
             if no_speech > cfg.no_speech_threshold && mean_p < 0.5 {
+                tracing::debug!(
+                    "segment of {pcount} tokens dropped as silence: no-speech {no_speech:.2}, \
+                     mean token probability {mean_p:.2}"
+                );
                 continue;
             }
             pass.segments.push((
@@ -674,6 +682,11 @@ impl WhisperAsr {
             let seg_index = pass.segments.len() - 1;
             pass.word_segment
                 .extend(std::iter::repeat_n(seg_index, pass.words.len() - before));
+        }
+        if self.state.full_n_segments() == 0 {
+            tracing::debug!(
+                "whisper.cpp returned no segment over {seconds:.1} s (its no-speech check)"
+            );
         }
         pass.logprob = if tokens > 0 {
             logprob_sum / tokens as f32
@@ -871,12 +884,23 @@ impl WhisperAsr {
         if let Some(ctx) = self.adaptive_ctx(seconds) {
             let (t, repeated, _) = self.decode(audio, Some(ctx))?;
             let words_per_s = t.words.len() as f64 / seconds.max(0.5);
-            if !repeated && words_per_s < 6.0 {
+            // A shortened window can also make Whisper take a turn of
+            // speech for silence (seen on 8 kHz speech with a cold): a
+            // turn of some length that the VAD found speech in and that
+            // came back empty gets the whole window too.
+            let empty = t.words.is_empty() && seconds >= EMPTY_RETRY_S;
+            if !repeated && !empty && words_per_s < 6.0 {
                 return Ok(t);
             }
             tracing::debug!(
                 "{seconds:.1} s decoded with {ctx} encoder frames {}: {:?}; decoding it again with the whole window",
-                if repeated { "repeated itself" } else { "gave too many words" },
+                if repeated {
+                    "repeated itself"
+                } else if empty {
+                    "gave no words"
+                } else {
+                    "gave too many words"
+                },
                 t.text
             );
             let (mut t, _, _) = self.decode(audio, None)?;
