@@ -16,7 +16,8 @@ pub struct SegmentConfig {
     pub min_silence_ms: u32,
     /// Audio kept before and after the speech for the recogniser, ms.
     pub pad_ms: u32,
-    /// A turn longer than this is cut and continued as a new turn, seconds.
+    /// A turn longer than this is cut and continued as a new turn, seconds:
+    /// at its quietest moment in the last few seconds, not mid-word.
     pub max_turn_s: f32,
 }
 
@@ -125,6 +126,8 @@ pub struct TurnSegmenter<V: VoiceDetector> {
     silence_run: usize,
     speech_frames: usize,
     flags: Vec<bool>,
+    /// Speech probability per frame, alongside `flags`.
+    probs: Vec<f32>,
     last_turn_end: u64,
     seq: u32,
 }
@@ -147,6 +150,7 @@ impl<V: VoiceDetector> TurnSegmenter<V> {
             silence_run: 0,
             speech_frames: 0,
             flags: Vec::new(),
+            probs: Vec::new(),
             last_turn_end: 0,
             seq: 0,
         }
@@ -222,6 +226,8 @@ impl<V: VoiceDetector> TurnSegmenter<V> {
                 self.speech_frames = 1;
                 self.flags.clear();
                 self.flags.push(true);
+                self.probs.clear();
+                self.probs.push(p);
             } else {
                 self.preroll.extend_from_slice(frame);
                 let pad = self.pad();
@@ -235,6 +241,7 @@ impl<V: VoiceDetector> TurnSegmenter<V> {
         let speech = p >= self.cfg.neg_threshold;
         self.buf.extend_from_slice(frame);
         self.flags.push(speech);
+        self.probs.push(p);
         if speech {
             self.last_speech_end = self.pos;
             self.silence_run = 0;
@@ -247,10 +254,49 @@ impl<V: VoiceDetector> TurnSegmenter<V> {
         if self.silence_run >= min_silence {
             self.close(false, out);
         } else if self.pos - self.speech_start >= max_len {
-            self.last_speech_end = self.pos;
-            self.close(true, out);
+            self.split(out);
         }
         Ok(())
+    }
+
+    /// A turn at its maximum length: cut at the quietest moment of its last
+    /// few seconds (a breath or a pause, rarely inside a word) and go on
+    /// with the rest as the next turn.
+    fn split(&mut self, out: &mut Vec<TurnAudio>) {
+        let n = self.flags.len();
+        let k = quietest_frame(&self.probs, n.saturating_sub(SPLIT_LOOKBACK).max(n / 2));
+        let cut = self.speech_start + (k * FRAME) as u64;
+        let rest_audio = self.buf.split_off((cut - self.audio_start) as usize);
+        let rest_flags = self.flags.split_off(k);
+        let rest_probs = self.probs.split_off(k);
+        let last_speech_end = self.last_speech_end;
+        self.speech_frames = self.flags.iter().filter(|f| **f).count();
+        self.last_speech_end = cut;
+        self.close(true, out);
+        self.last_turn_end = cut;
+        self.silence_run = 0;
+        // The rest opens the next turn at its first speech frame, with the
+        // pad before it (not reaching back past the cut); without speech it
+        // is pre-roll, as after any turn.
+        let Some(first) = rest_flags.iter().position(|f| *f) else {
+            self.preroll.clear();
+            let from = rest_audio.len().saturating_sub(self.pad());
+            self.preroll.extend_from_slice(&rest_audio[from..]);
+            return;
+        };
+        let speech_start = cut + (first * FRAME) as u64;
+        let audio_start = speech_start.saturating_sub(self.pad() as u64).max(cut);
+        self.in_turn = true;
+        self.buf = rest_audio;
+        self.buf.drain(..(audio_start - cut) as usize);
+        self.audio_start = audio_start;
+        self.speech_start = speech_start;
+        self.flags = rest_flags[first..].to_vec();
+        self.probs = rest_probs[first..].to_vec();
+        self.speech_frames = self.flags.iter().filter(|f| **f).count();
+        self.last_speech_end = last_speech_end.max(speech_start + FRAME as u64);
+        self.silence_run = (self.pos - self.last_speech_end) as usize;
+        self.preroll.clear();
     }
 
     fn close(&mut self, forced: bool, out: &mut Vec<TurnAudio>) {
@@ -279,6 +325,7 @@ impl<V: VoiceDetector> TurnSegmenter<V> {
         self.seq += 1;
         self.buf.clear();
         self.flags.clear();
+        self.probs.clear();
         self.preroll.clear();
         let pad = self.pad();
         self.preroll
@@ -298,6 +345,27 @@ impl<V: VoiceDetector> TurnSegmenter<V> {
         self.vad.reset();
         Ok(())
     }
+}
+
+/// Frames of a turn's end searched for the place to cut it (4 s).
+const SPLIT_LOOKBACK: usize = 125;
+
+/// The frame from `from` on whose neighbourhood (160 ms) is least likely
+/// speech; the latest of equals, so the first part keeps what it can.
+fn quietest_frame(probs: &[f32], from: usize) -> usize {
+    let smooth = |i: usize| {
+        let w = &probs[i.saturating_sub(2)..(i + 3).min(probs.len())];
+        w.iter().sum::<f32>() / w.len() as f32
+    };
+    let from = from.min(probs.len().saturating_sub(1));
+    let mut best = (from, f32::INFINITY);
+    for i in from..probs.len() {
+        let p = smooth(i);
+        if p <= best.1 {
+            best = (i, p);
+        }
+    }
+    best.0
 }
 
 #[cfg(test)]
@@ -356,6 +424,44 @@ mod tests {
         let long = segment(&signal(&[(0.0, 45.0)], 46.0), 4096);
         assert_eq!(long.len(), 3);
         assert!(long[0].forced_split && long[1].forced_split && !long[2].forced_split);
+    }
+
+    #[test]
+    fn a_long_turn_is_cut_in_its_pause_not_at_the_limit() {
+        // 30 s of speech with a 300 ms breath at 17.5 s (too short to end
+        // the turn): the cut at the 20 s limit goes back to the breath.
+        let turns = segment(&signal(&[(1.0, 17.5), (17.8, 31.0)], 32.0), 4096);
+        assert_eq!(
+            turns.len(),
+            2,
+            "{:?}",
+            turns.iter().map(|t| (t.start, t.end)).collect::<Vec<_>>()
+        );
+        let (a, b) = (&turns[0], &turns[1]);
+        assert!(a.forced_split && !b.forced_split);
+        let secs = |x: u64| x as f32 / 16_000.0;
+        assert!(
+            (17.45..=17.85).contains(&secs(a.end)),
+            "first turn ends at {}",
+            secs(a.end)
+        );
+        assert_eq!(a.audio_start + a.samples.len() as u64, a.end);
+        assert!(
+            (secs(b.start) - 17.8).abs() < 0.04,
+            "second turn starts at {}",
+            secs(b.start)
+        );
+        // The second turn's audio starts at the cut: nothing between is lost.
+        assert_eq!(b.audio_start, a.end);
+        assert_eq!(b.samples.len() as u64, b.end + 3200 - b.audio_start);
+        assert_eq!(
+            b.frame_speech.len(),
+            (b.end - b.start).div_ceil(512) as usize
+        );
+        assert_eq!(
+            a.frame_speech.len(),
+            (a.end - a.start).div_ceil(512) as usize
+        );
     }
 
     #[test]
