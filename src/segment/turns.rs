@@ -26,7 +26,7 @@ impl Default for SegmentConfig {
         SegmentConfig {
             threshold: 0.5,
             neg_threshold: 0.35,
-            min_speech_ms: 250,
+            min_speech_ms: 150,
             min_silence_ms: 600,
             pad_ms: 200,
             max_turn_s: 20.0,
