@@ -28,10 +28,10 @@
 //! [segment]
 //! threshold = 0.5
 //! neg_threshold = 0.35
-//! min_speech_ms = 150        # speech (frames above neg_threshold) a turn needs to be kept
+//! min_speech_ms = 150          # speech (frames above neg_threshold) a turn needs to be kept
 //! min_silence_ms = 600
 //! pad_ms = 200
-//! max_turn_s = 20.0          # a longer turn is cut at its quietest moment in the last 4 s
+//! max_turn_s = 20.0            # a longer turn is cut at its quietest moment in the last 4 s
 //!
 //! [live]
 //! partial_interval_ms = 1000   # partial results during a turn; 0 = none
