@@ -139,3 +139,31 @@ fn batch_reports_failures_and_goes_on() {
         "{csv}"
     );
 }
+
+#[test]
+fn a_reader_that_stops_early_ends_the_output_without_a_panic() {
+    // `callpulse models list | head -1`, `eval ... | head`: the reader
+    // closes the pipe before the output is written. That ends the process
+    // quietly, as it does other Unix tools, not with a panic.
+    use std::os::unix::process::ExitStatusExt;
+    use std::process::Stdio;
+    let models = tempfile::tempdir().unwrap();
+    for args in [&["models", "list"][..], &["models", "list", "--json"]] {
+        let mut child = bin()
+            .args(args)
+            .env("CALLPULSE_MODELS_DIR", models.path())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+        assert!(
+            out.status.success() || out.status.signal() == Some(13),
+            "{args:?}: {:?} {err}",
+            out.status
+        );
+    }
+}
