@@ -125,8 +125,8 @@ pub struct TurnSegmenter<V: VoiceDetector> {
     last_speech_end: u64,
     silence_run: usize,
     speech_frames: usize,
-    flags: Vec<bool>,
-    /// Speech probability per frame, alongside `flags`.
+    /// Speech probability per frame of the open turn, from `speech_start`
+    /// (a frame is speech at `neg_threshold` and above).
     probs: Vec<f32>,
     last_turn_end: u64,
     seq: u32,
@@ -149,7 +149,6 @@ impl<V: VoiceDetector> TurnSegmenter<V> {
             last_speech_end: 0,
             silence_run: 0,
             speech_frames: 0,
-            flags: Vec::new(),
             probs: Vec::new(),
             last_turn_end: 0,
             seq: 0,
@@ -224,8 +223,6 @@ impl<V: VoiceDetector> TurnSegmenter<V> {
                 self.last_speech_end = self.pos;
                 self.silence_run = 0;
                 self.speech_frames = 1;
-                self.flags.clear();
-                self.flags.push(true);
                 self.probs.clear();
                 self.probs.push(p);
             } else {
@@ -240,7 +237,6 @@ impl<V: VoiceDetector> TurnSegmenter<V> {
         }
         let speech = p >= self.cfg.neg_threshold;
         self.buf.extend_from_slice(frame);
-        self.flags.push(speech);
         self.probs.push(p);
         if speech {
             self.last_speech_end = self.pos;
@@ -263,14 +259,13 @@ impl<V: VoiceDetector> TurnSegmenter<V> {
     /// few seconds (a breath or a pause, rarely inside a word) and go on
     /// with the rest as the next turn.
     fn split(&mut self, out: &mut Vec<TurnAudio>) {
-        let n = self.flags.len();
+        let n = self.probs.len();
         let k = quietest_frame(&self.probs, n.saturating_sub(SPLIT_LOOKBACK).max(n / 2));
         let cut = self.speech_start + (k * FRAME) as u64;
         let rest_audio = self.buf.split_off((cut - self.audio_start) as usize);
-        let rest_flags = self.flags.split_off(k);
         let rest_probs = self.probs.split_off(k);
         let last_speech_end = self.last_speech_end;
-        self.speech_frames = self.flags.iter().filter(|f| **f).count();
+        self.speech_frames = self.speech_frames_in(&self.probs);
         self.last_speech_end = cut;
         self.close(true, out);
         self.last_turn_end = cut;
@@ -278,10 +273,9 @@ impl<V: VoiceDetector> TurnSegmenter<V> {
         // The rest opens the next turn at its first speech frame, with the
         // pad before it (not reaching back past the cut); without speech it
         // is pre-roll, as after any turn.
-        let Some(first) = rest_flags.iter().position(|f| *f) else {
-            self.preroll.clear();
-            let from = rest_audio.len().saturating_sub(self.pad());
-            self.preroll.extend_from_slice(&rest_audio[from..]);
+        let neg = self.cfg.neg_threshold;
+        let Some(first) = rest_probs.iter().position(|&p| p >= neg) else {
+            self.keep_preroll(&rest_audio);
             return;
         };
         let speech_start = cut + (first * FRAME) as u64;
@@ -291,9 +285,8 @@ impl<V: VoiceDetector> TurnSegmenter<V> {
         self.buf.drain(..(audio_start - cut) as usize);
         self.audio_start = audio_start;
         self.speech_start = speech_start;
-        self.flags = rest_flags[first..].to_vec();
         self.probs = rest_probs[first..].to_vec();
-        self.speech_frames = self.flags.iter().filter(|f| **f).count();
+        self.speech_frames = self.speech_frames_in(&self.probs);
         self.last_speech_end = last_speech_end.max(speech_start + FRAME as u64);
         self.silence_run = (self.pos - self.last_speech_end) as usize;
         self.preroll.clear();
@@ -306,7 +299,7 @@ impl<V: VoiceDetector> TurnSegmenter<V> {
         let tail: Vec<f32> = self.buf.get(keep..).map(|t| t.to_vec()).unwrap_or_default();
         self.buf.truncate(keep);
         let n_flags = ((self.last_speech_end - self.speech_start) as usize).div_ceil(FRAME);
-        self.flags.truncate(n_flags);
+        self.probs.truncate(n_flags);
         let min_speech = self.cfg.min_speech_ms as usize * 16;
         if self.speech_frames * FRAME >= min_speech {
             out.push(TurnAudio {
@@ -315,7 +308,11 @@ impl<V: VoiceDetector> TurnSegmenter<V> {
                 end: self.last_speech_end,
                 audio_start: self.audio_start,
                 samples: std::mem::take(&mut self.buf),
-                frame_speech: std::mem::take(&mut self.flags),
+                frame_speech: self
+                    .probs
+                    .iter()
+                    .map(|&p| p >= self.cfg.neg_threshold)
+                    .collect(),
                 forced_split: forced,
                 speaker: None,
                 seq: self.seq,
@@ -324,12 +321,23 @@ impl<V: VoiceDetector> TurnSegmenter<V> {
         }
         self.seq += 1;
         self.buf.clear();
-        self.flags.clear();
         self.probs.clear();
+        self.keep_preroll(&tail);
+    }
+
+    /// After a turn: the last pad of `audio` becomes the pre-roll.
+    fn keep_preroll(&mut self, audio: &[f32]) {
         self.preroll.clear();
-        let pad = self.pad();
-        self.preroll
-            .extend_from_slice(&tail[tail.len().saturating_sub(pad)..]);
+        let from = audio.len().saturating_sub(self.pad());
+        self.preroll.extend_from_slice(&audio[from..]);
+    }
+
+    /// Frames at `neg_threshold` and above.
+    fn speech_frames_in(&self, probs: &[f32]) -> usize {
+        probs
+            .iter()
+            .filter(|&&p| p >= self.cfg.neg_threshold)
+            .count()
     }
 
     /// End of stream: close an open turn.
